@@ -1,0 +1,67 @@
+package secret
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
+)
+
+// FuzzRender renders arbitrary templates with arbitrary hosts and tokens. Invariants: Render never
+// panics or hangs; an error is a *TemplateError (or the plain empty-token error) whose message and
+// wrapped error never contain the token; a success holds exactly the one templated key, no more
+// than MaxDataBytes, and a data hash the controller can recompute. Seeds are checked in under
+// testdata/fuzz/FuzzRender.
+func FuzzRender(f *testing.F) {
+	f.Add(azureHost, testToken, "token: {{ .Token }}\nhost: {{ .Hostname }}\n")
+	f.Fuzz(func(t *testing.T, host, token, tmpl string) {
+		in := Input{
+			Host:           host,
+			Token:          token,
+			IssuedAt:       issuedAt,
+			ExpiresAt:      expiresAt,
+			CredentialName: "c",
+			Target:         v1alpha1.TargetSecret{Data: map[string]string{"k": tmpl}},
+		}
+		got, err := Render(in)
+		if token == "" {
+			if err == nil || err.Error() != errEmptyToken {
+				t.Fatalf("Render() with an empty token = %v, want %q", err, errEmptyToken)
+			}
+			return
+		}
+		if err != nil {
+			var te *TemplateError
+			if !errors.As(err, &te) || te.Key != "k" {
+				t.Fatalf("Render() error = %v (%T), want *TemplateError for key k", err, err)
+			}
+			// The one token the redaction cannot keep out is a substring of the fallback text.
+			if !strings.Contains(withheldMessage, token) &&
+				(strings.Contains(err.Error(), token) || strings.Contains(te.Err.Error(), token)) {
+				t.Fatalf("TemplateError contains the token %q: %q / %q", token, err, te.Err)
+			}
+			return
+		}
+		if len(got.Data) != 1 {
+			t.Fatalf("Render() data keys = %v, want exactly [k]", got.Data)
+		}
+		if _, ok := got.Data["k"]; !ok {
+			t.Fatalf("Render() data = %v, want key k", got.Data)
+		}
+		if len(got.Data["k"]) > MaxDataBytes {
+			t.Fatalf("Render() rendered %d bytes, above MaxDataBytes", len(got.Data["k"]))
+		}
+		if DataHash(host, in.Target, got.Data) != got.Annotations[v1alpha1.AnnotationDataHash] {
+			t.Fatalf("data hash annotation does not match a recomputation")
+		}
+		// ValidateTemplates may disagree with Render (a template can depend on the token's length or
+		// content), but it must not panic and must report a *TemplateError.
+		if err := ValidateTemplates(in.Target, host); err != nil {
+			var te *TemplateError
+			if !errors.As(err, &te) {
+				t.Fatalf("ValidateTemplates() = %v (%T), want nil or *TemplateError", err, err)
+			}
+		}
+	})
+}
