@@ -13,7 +13,9 @@ ETCD_VERSION="${ENVTEST_ETCD_VERSION:-3.6.16}"
 STAGING_VERSION="v0.${K8S_VERSION#*.}"
 
 CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/databricks-token-operator/envtest"
-ASSETS="${CACHE_ROOT}/k8s-${K8S_VERSION}-etcd-${ETCD_VERSION}-$(go env GOOS)-$(go env GOARCH)"
+# Bump RECIPE when the way the binaries are built changes, so caches built the old way are not reused.
+RECIPE=2
+ASSETS="${CACHE_ROOT}/k8s-${K8S_VERSION}-etcd-${ETCD_VERSION}-$(go env GOOS)-$(go env GOARCH)-r${RECIPE}"
 
 log() { echo "setup-envtest: $*" >&2; }
 
@@ -93,7 +95,12 @@ GO
     grep -E '^\s*k8s\.io/[a-z0-9-]+ => \./staging/' "${gomod}" |
       awk -v v="${STAGING_VERSION}" '{print "replace " $1 " => " $1 " " v}'
   } >"${dir}/go.mod"
-  local ver="-X k8s.io/component-base/version.gitVersion=v${K8S_VERSION} -X k8s.io/component-base/version.gitMajor=${K8S_VERSION%%.*}"
+  # The version must be stamped: pod-security admission parses gitMajor and gitMinor at start-up
+  # and panics on empty values.
+  local minor="${K8S_VERSION#*.}"
+  minor="${minor%%.*}"
+  local pkg=k8s.io/component-base/version
+  local ver="-X ${pkg}.gitVersion=v${K8S_VERSION} -X ${pkg}.gitMajor=${K8S_VERSION%%.*} -X ${pkg}.gitMinor=${minor} -X ${pkg}.gitTreeState=clean -X ${pkg}.buildDate=1970-01-01T00:00:00Z"
   (
     cd "${dir}"
     go mod tidy >/dev/null 2>&1
