@@ -1,0 +1,329 @@
+package token
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+	"k8s.io/utils/clock"
+
+	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
+)
+
+// DefaultTimeout bounds one exchange, connection set-up included (--token-timeout).
+const DefaultTimeout = 30 * time.Second
+
+// Token is an access token and its validity. String and GoString hide the token so that a
+// stray %v in a log line cannot leak it.
+type Token struct {
+	AccessToken string
+	// IssuedAt is our clock's reading just before the request was sent, so ExpiresAt is never
+	// later than the provider's own idea of the expiry.
+	IssuedAt time.Time
+	// ExpiresAt is IssuedAt + expires_in, or the JWT's exp claim when expires_in is absent.
+	// Truncated to whole seconds.
+	ExpiresAt time.Time
+}
+
+func (t Token) String() string {
+	return fmt.Sprintf("token(issued %s, expires %s)", t.IssuedAt.UTC().Format(time.RFC3339), t.ExpiresAt.UTC().Format(time.RFC3339))
+}
+
+// GoString keeps %#v from printing the access token.
+func (t Token) GoString() string { return t.String() }
+
+// LogValue keeps slog (whose JSON handler would otherwise marshal every field) from logging the
+// access token.
+func (t Token) LogValue() slog.Value { return slog.StringValue(t.String()) }
+
+// Lifetime is how long the token was valid for when it was issued.
+func (t Token) Lifetime() time.Duration { return t.ExpiresAt.Sub(t.IssuedAt) }
+
+// Provider performs one token exchange per call. It does not cache: the token lives in the
+// target Secret, and the controller decides when a new one is needed.
+type Provider interface {
+	Token(ctx context.Context, req Request) (Token, error)
+}
+
+// Options configure a ClientCredentials provider.
+type Options struct {
+	// Clock stamps IssuedAt and computes ExpiresAt; x/oauth2 uses the wall clock, which tests
+	// cannot drive, so its Expiry is ignored.
+	Clock clock.PassiveClock
+	// Timeout bounds each exchange. Default DefaultTimeout.
+	Timeout time.Duration
+	// AllowedHosts lists where client credentials may be sent. Required.
+	AllowedHosts HostPolicy
+	// RootCAs replaces the system roots (tests and the demo pass their own CA). nil = system roots.
+	RootCAs *x509.CertPool
+}
+
+// ClientCredentials is the Provider for every identity block: the OAuth 2.0 client-credentials
+// grant through golang.org/x/oauth2/clientcredentials, with the block's endpoint, auth style and
+// scopes taken from the Request.
+type ClientCredentials struct {
+	opts Options
+
+	mu         sync.Mutex
+	transports map[[32]byte]*http.Transport // keyed by CA bundle hash: one connection pool per trust set
+}
+
+var _ Provider = (*ClientCredentials)(nil)
+
+// NewClientCredentials returns a provider; see Options for the defaults.
+func NewClientCredentials(opts Options) *ClientCredentials {
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	return &ClientCredentials{opts: opts, transports: map[[32]byte]*http.Transport{}}
+}
+
+// Token performs one client-credentials exchange. Every failure is an *Error.
+func (p *ClientCredentials) Token(ctx context.Context, req Request) (Token, error) {
+	if !p.opts.AllowedHosts.Allows(req.TokenURL) {
+		return Token{}, &Error{Reason: v1alpha1.ReasonHostNotAllowed,
+			Message: fmt.Sprintf("token endpoint host %q is not allowed", hostOf(req.TokenURL)),
+			Hint:    "add it to the manager's --allowed-token-hosts if it is a genuine identity provider"}
+	}
+	transport, err := p.transport(req.CABundle)
+	if err != nil {
+		return Token{}, err
+	}
+	rec := &responseRecorder{next: transport}
+	client := &http.Client{
+		Transport: rec,
+		// Never follow a redirect: a 307/308 would re-send the client secret to a host that was
+		// never checked against the allow-list.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	authStyle := oauth2.AuthStyleInParams
+	if req.SendInHeader {
+		authStyle = oauth2.AuthStyleInHeader
+	}
+	cfg := clientcredentials.Config{
+		ClientID:     req.ClientID,
+		ClientSecret: req.ClientSecret,
+		TokenURL:     req.TokenURL,
+		Scopes:       req.Scopes,
+		AuthStyle:    authStyle,
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+	defer cancel()
+	issuedAt := p.opts.Clock.Now().Truncate(time.Second)
+	tok, err := cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, client))
+	if err != nil {
+		return Token{}, p.classify(ctx, err, rec, req)
+	}
+	expiresAt, err := expiry(tok, issuedAt)
+	if err != nil {
+		return Token{}, err
+	}
+	return Token{AccessToken: tok.AccessToken, IssuedAt: issuedAt, ExpiresAt: expiresAt}, nil
+}
+
+// expiry computes when tok expires from our clock: expires_in if the provider sent it, else the
+// exp claim of a JWT access token. A token with neither is refused; a lifetime is never assumed.
+func expiry(tok *oauth2.Token, issuedAt time.Time) (time.Time, error) {
+	secs := tok.ExpiresIn
+	if secs == 0 {
+		// x/oauth2 fills ExpiresIn only for JSON answers; form-encoded ones keep it in Extra.
+		if v, ok := tok.Extra("expires_in").(string); ok {
+			secs, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	if secs > 0 {
+		return issuedAt.Add(time.Duration(secs) * time.Second), nil
+	}
+	if exp, ok := jwtExpiry(tok.AccessToken); ok {
+		if !exp.After(issuedAt) {
+			return time.Time{}, &Error{Reason: v1alpha1.ReasonRefreshFailing, Transient: true,
+				Message: "the issued token is already expired (JWT exp in the past)",
+				Hint:    "check the clocks of the identity provider and the operator"}
+		}
+		return exp.Truncate(time.Second), nil
+	}
+	return time.Time{}, &Error{Reason: v1alpha1.ReasonRefreshFailing, Transient: true,
+		Message: "the token response has no expires_in and the token is not a JWT with an exp claim",
+		Hint:    "the provider must say how long the token lives; the operator never assumes a lifetime"}
+}
+
+// maxJWTExp is 9999-12-31T23:59:59Z, the last second RFC 3339 can write.
+const maxJWTExp = 253402300799
+
+// jwtExpiry reads the exp claim of a JWT without verifying it: we are the token's client, not its
+// audience, and only need to know when to refresh.
+func jwtExpiry(raw string) (time.Time, bool) {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return time.Time{}, false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return time.Time{}, false
+	}
+	var claims struct {
+		Exp json.Number `json:"exp"`
+	}
+	if json.Unmarshal(payload, &claims) != nil || claims.Exp == "" {
+		return time.Time{}, false
+	}
+	f, err := claims.Exp.Float64()
+	// Beyond maxJWTExp the conversion to int64 seconds would be meaningless (or overflow into the
+	// past); such a claim says nothing usable about when the token expires.
+	if err != nil || math.IsNaN(f) || f <= 0 || f > maxJWTExp {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(f), 0), true
+}
+
+// classify turns whatever x/oauth2 or net/http returned into an *Error without copying any
+// response body or request content into it. ctx is the exchange's own context: x/oauth2 reports
+// a body read that ran into the deadline with %v, losing the cause, so ctx tells a hang after the
+// headers from a malformed answer.
+func (p *ClientCredentials) classify(ctx context.Context, err error, rec *responseRecorder, req Request) *Error {
+	now := p.opts.Clock.Now()
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.Response != nil {
+		return scrub(classifyHTTP(re.Response.StatusCode, re.Response.Header, re.Body, now, req.ClientSecret), req)
+	}
+	status, header := rec.last()
+	if status != 0 && ctx.Err() == nil {
+		// x/oauth2 got an answer but could not read a token from it (malformed JSON, no
+		// access_token). The body is gone; what we know is the status and content type.
+		e := classifyHTTP(status, header, nil, now, req.ClientSecret)
+		if status >= 200 && status < 300 {
+			e.Message = "the token response could not be read (malformed, or no access_token)"
+			if ct := header.Get("Content-Type"); ct != "" && !isJSONContentType(ct, nil) {
+				e.Message += nonJSONNote(ct)
+			}
+		}
+		return scrub(e, req)
+	}
+	e := &Error{Reason: v1alpha1.ReasonRefreshFailing, Transient: true, Code: "connection"}
+	var netErr net.Error
+	var certErr *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) ||
+		(errors.As(err, &netErr) && netErr.Timeout()):
+		e.Code = "timeout"
+		e.Message = fmt.Sprintf("no answer from %s within %s", hostOf(req.TokenURL), p.opts.Timeout)
+		e.Hint = "the token endpoint is slow or unreachable; check network policies and proxies"
+	case errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled):
+		e.Message = "the token request was cancelled"
+	case errors.As(err, &unknownCA) || errors.As(err, &certErr):
+		e.Code = "tls"
+		e.Message = fmt.Sprintf("the certificate of %s is not trusted: %s", hostOf(req.TokenURL), innermost(err))
+		e.Hint = "if a TLS-inspecting proxy is in the way, put its CA in a ConfigMap and set spec.caBundleRef"
+	default:
+		e.Message = fmt.Sprintf("cannot reach %s: %s", hostOf(req.TokenURL), innermost(err))
+		e.Hint = "check DNS, network policies and egress proxies"
+	}
+	return scrub(e, req)
+}
+
+// scrub is the last line of defence: no text we return may contain the client secret, whatever a
+// provider chose to echo back.
+func scrub(e *Error, req Request) *Error {
+	if req.ClientSecret == "" {
+		return e
+	}
+	for _, s := range []*string{&e.Code, &e.Message, &e.Hint} {
+		*s = redact(*s, req.ClientSecret)
+	}
+	return e
+}
+
+// innermost returns the deepest wrapped error's text, which for net/http errors drops the
+// "Post \"https://…\":" prefix and keeps the cause (e.g. "connection refused").
+func innermost(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return sanitize(err.Error(), 200)
+}
+
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "the token endpoint"
+	}
+	return u.Host
+}
+
+// transport returns the shared transport for a trust set: the configured roots plus bundle.
+func (p *ClientCredentials) transport(bundle []byte) (*http.Transport, error) {
+	key := sha256.Sum256(bundle)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t, ok := p.transports[key]; ok {
+		return t, nil
+	}
+	var pool *x509.CertPool
+	if p.opts.RootCAs != nil {
+		pool = p.opts.RootCAs.Clone()
+	} else if sys, err := x509.SystemCertPool(); err == nil {
+		pool = sys
+	} else {
+		pool = x509.NewCertPool()
+	}
+	if len(bundle) > 0 && !pool.AppendCertsFromPEM(bundle) {
+		return nil, &Error{Reason: v1alpha1.ReasonInvalidSpec, Message: "the CA bundle holds no PEM certificate",
+			Hint: "spec.caBundleRef must point at PEM-encoded CA certificates"}
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	t.TLSHandshakeTimeout = 10 * time.Second
+	t.ResponseHeaderTimeout = p.opts.Timeout
+	p.transports[key] = t
+	return t, nil
+}
+
+// responseRecorder remembers the status and headers of the last answer, so a failure that
+// x/oauth2 reports without them (malformed JSON, missing access_token) can still be classified.
+type responseRecorder struct {
+	next http.RoundTripper
+
+	mu     sync.Mutex
+	status int
+	header http.Header
+}
+
+func (r *responseRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := r.next.RoundTrip(req)
+	if resp != nil {
+		r.mu.Lock()
+		r.status, r.header = resp.StatusCode, resp.Header.Clone()
+		r.mu.Unlock()
+	}
+	return resp, err
+}
+
+func (r *responseRecorder) last() (int, http.Header) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.header == nil {
+		return r.status, http.Header{}
+	}
+	return r.status, r.header
+}
