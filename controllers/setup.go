@@ -1,0 +1,163 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
+)
+
+// Field indexes over DatabricksCredentials, so that a change to a referenced Secret or ConfigMap
+// finds the credentials that use it without listing them all.
+const (
+	indexClientSecret = "spec.clientSecretRef.name"
+	indexCABundle     = "spec.caBundleRef.name"
+)
+
+// SetupOptions are the manager-level settings the controller needs.
+type SetupOptions struct {
+	// Namespaces restricts the metadata watches of referenced Secrets and ConfigMaps, matching
+	// the manager's cache. Empty means all namespaces.
+	Namespaces []string
+	// MaxConcurrentReconciles bounds parallel passes. Default 1.
+	MaxConcurrentReconciles int
+}
+
+// SetupWithManager registers the controller. Besides the credentials and their owned target
+// Secrets, it watches the referenced client-credentials Secrets and CA ConfigMaps by metadata
+// only (name, labels, resourceVersion) in a cache of its own: the manager's Secret cache is
+// restricted to our label, and caching every Secret's data in the cluster is what we avoid.
+// A rotated client secret changes the Secret's resourceVersion, which triggers a pass at once.
+func (r *DatabricksCredentialReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts SetupOptions) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
+	if r.Recorder == nil {
+		r.Recorder = mgr.GetEventRecorder(ControllerName)
+	}
+	if r.Provider == nil {
+		return fmt.Errorf("DatabricksCredentialReconciler needs a token Provider")
+	}
+	indexer := mgr.GetFieldIndexer()
+	if err := indexer.IndexField(ctx, &v1alpha1.DatabricksCredential{}, indexClientSecret, func(o client.Object) []string {
+		if ref := o.(*v1alpha1.DatabricksCredential).Spec.ClientSecretRef(); ref != nil {
+			return []string{ref.Name}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := indexer.IndexField(ctx, &v1alpha1.DatabricksCredential{}, indexCABundle, func(o client.Object) []string {
+		if ref := o.(*v1alpha1.DatabricksCredential).Spec.CABundleRef; ref != nil {
+			return []string{ref.Name}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+
+	refCache, err := newReferenceCache(mgr, opts.Namespaces)
+	if err != nil {
+		return err
+	}
+	secretMeta := &metav1.PartialObjectMetadata{}
+	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	configMapMeta := &metav1.PartialObjectMetadata{}
+	configMapMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
+
+	maxConcurrent := opts.MaxConcurrentReconciles
+	if maxConcurrent <= 0 {
+		maxConcurrent = 1
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(ControllerName).
+		// Status writes do not change the generation; reconciling on them would only repeat work.
+		For(&v1alpha1.DatabricksCredential{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&corev1.Secret{}).
+		WatchesRawSource(source.Kind(refCache, secretMeta,
+			handler.TypedEnqueueRequestsFromMapFunc(r.referencing(indexClientSecret)),
+			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
+		WatchesRawSource(source.Kind(refCache, configMapMeta,
+			handler.TypedEnqueueRequestsFromMapFunc(r.referencing(indexCABundle)),
+			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
+		Complete(r)
+}
+
+// referencing maps a Secret or ConfigMap to the credentials in its namespace that name it.
+func (r *DatabricksCredentialReconciler) referencing(index string) handler.TypedMapFunc[*metav1.PartialObjectMetadata, reconcile.Request] {
+	return func(ctx context.Context, obj *metav1.PartialObjectMetadata) []reconcile.Request {
+		var creds v1alpha1.DatabricksCredentialList
+		if err := r.List(ctx, &creds, client.InNamespace(obj.GetNamespace()), client.MatchingFields{index: obj.GetName()}); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "listing credentials that reference an object", "index", index, "name", obj.GetName())
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(creds.Items))
+		for _, c := range creds.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
+		}
+		return reqs
+	}
+}
+
+// newReferenceCache is a metadata-only cache for the Secrets and ConfigMaps credentials refer to,
+// started with the manager. managedFields are stripped: they are most of an object's metadata.
+func newReferenceCache(mgr ctrl.Manager, namespaces []string) (cache.Cache, error) {
+	opts := cache.Options{
+		HTTPClient:       mgr.GetHTTPClient(),
+		Scheme:           mgr.GetScheme(),
+		Mapper:           mgr.GetRESTMapper(),
+		DefaultTransform: cache.TransformStripManagedFields(),
+	}
+	if len(namespaces) > 0 {
+		opts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range namespaces {
+			opts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	c, err := cache.New(mgr.GetConfig(), opts)
+	if err != nil {
+		return nil, fmt.Errorf("creating the reference cache: %w", err)
+	}
+	return c, mgr.Add(c)
+}
+
+// CacheOptions are the manager cache settings this controller relies on: Secrets are cached only
+// with our label (the targets we write), so the manager's memory does not grow with the cluster's
+// unrelated Secrets, and only the watched namespaces are cached when --namespaces is set.
+func CacheOptions(namespaces []string) cache.Options {
+	managed, err := labels.NewRequirement(v1alpha1.LabelCredential, selection.Exists, nil)
+	utilruntime.Must(err)
+	opts := cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Label: labels.NewSelector().Add(*managed)},
+		},
+		DefaultTransform: cache.TransformStripManagedFields(),
+	}
+	if len(namespaces) > 0 {
+		opts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range namespaces {
+			opts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	return opts
+}

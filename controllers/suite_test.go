@@ -1,0 +1,214 @@
+package controllers
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
+	"github.com/dbtoken/databricks-token-operator/internal/token"
+	"github.com/dbtoken/databricks-token-operator/test/idp"
+)
+
+// The suite runs the controller against a real kube-apiserver and etcd (envtest) and the test
+// identity provider over TLS. Every test registers the client secrets it creates in
+// clientSecrets; AfterSuite asserts that none of them, and none of the tokens the identity
+// provider issued, reached the logs, events or status.
+
+var (
+	cfg       *rest.Config
+	k8sClient client.Client
+	testEnv   *envtest.Environment
+	scheme    = runtime.NewScheme()
+	idpServer *idp.Server
+	logs      = &syncBuffer{}
+	suiteCtx  context.Context
+	cancel    context.CancelFunc
+
+	secretsMu     sync.Mutex
+	clientSecrets []string
+)
+
+func TestControllers(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Controller Suite")
+}
+
+var _ = BeforeSuite(func() {
+	// Debug level: routine V(1) lines are part of what must stay free of secrets.
+	logf.SetLogger(zap.New(zap.WriteTo(&teeWriter{logs}), zap.UseDevMode(true), zap.Level(zapcore.Level(-2))))
+	suiteCtx, cancel = context.WithCancel(context.TODO())
+
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+
+	Expect(os.Getenv("KUBEBUILDER_ASSETS")).NotTo(BeEmpty(), "run through `make test`, which builds the envtest binaries (hack/setup-envtest.sh)")
+	testEnv = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	var err error
+	cfg, err = testEnv.Start()
+	Expect(err).NotTo(HaveOccurred())
+	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+
+	idpServer, err = idp.Start(idp.Options{})
+	Expect(err).NotTo(HaveOccurred())
+})
+
+var _ = AfterSuite(func() {
+	if k8sClient != nil && idpServer != nil {
+		assertNoSecretMaterialLeaked()
+	}
+	if idpServer != nil {
+		idpServer.Close()
+	}
+	if cancel != nil {
+		cancel()
+	}
+	if testEnv != nil {
+		Expect(testEnv.Stop()).To(Succeed())
+	}
+})
+
+// rememberSecret registers a client secret that must never appear in logs, events or status.
+func rememberSecret(s string) string {
+	secretsMu.Lock()
+	defer secretsMu.Unlock()
+	clientSecrets = append(clientSecrets, s)
+	return s
+}
+
+// assertNoSecretMaterialLeaked scans everything the controller wrote where people look (logs,
+// Events, credential status) for any issued token or registered client secret.
+func assertNoSecretMaterialLeaked() {
+	var haystack strings.Builder
+	haystack.WriteString(logs.String())
+	var events eventsv1.EventList
+	Expect(k8sClient.List(suiteCtx, &events)).To(Succeed())
+	for _, e := range events.Items {
+		haystack.WriteString(e.Note + "\n" + e.Reason + "\n")
+	}
+	var creds v1alpha1.DatabricksCredentialList
+	Expect(k8sClient.List(suiteCtx, &creds)).To(Succeed())
+	for _, c := range creds.Items {
+		for _, cond := range c.Status.Conditions {
+			haystack.WriteString(cond.Message + "\n")
+		}
+	}
+	text := haystack.String()
+	Expect(text).NotTo(BeEmpty())
+	secretsMu.Lock()
+	defer secretsMu.Unlock()
+	needles := append(append([]string{}, clientSecrets...), idpServer.IssuedTokens()...)
+	needles = append(needles, fakeIssued()...)
+	Expect(len(needles)).To(BeNumerically(">", 5), "the suite should have issued tokens and used secrets")
+	for _, n := range needles {
+		// Compare on a distinctive prefix too: a truncated token in a log line is still a leak.
+		probe := n
+		if len(probe) > 24 {
+			probe = probe[len(probe)-24:]
+		}
+		if strings.Contains(text, probe) {
+			Fail("secret material leaked into logs, events or status (value withheld)")
+		}
+	}
+}
+
+// managerHandle is a running manager that a test can stop, as a restart would.
+type managerHandle struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (m *managerHandle) stop() {
+	m.cancel()
+	Eventually(m.done, 30*time.Second).Should(BeClosed())
+}
+
+// startManager runs the controller the way cmd/manager wires it: the same cache restrictions, the
+// real client-credentials provider with system roots (credentials trust the test IdP through
+// caBundleRef) and an allow-list of the loopback addresses.
+func startManager() *managerHandle {
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  CacheOptions(nil),
+		Controller:             ctrlConfigForTests(),
+	})
+	Expect(err).NotTo(HaveOccurred())
+	r := &DatabricksCredentialReconciler{
+		Client: mgr.GetClient(),
+		Scheme: mgr.GetScheme(),
+		Provider: token.NewClientCredentials(token.Options{
+			Timeout:      5 * time.Second,
+			AllowedHosts: token.MustParseHostPolicy("127.0.0.1,localhost"),
+		}),
+	}
+	ctx, cancel := context.WithCancel(suiteCtx)
+	Expect(r.SetupWithManager(ctx, mgr, SetupOptions{MaxConcurrentReconciles: 2})).To(Succeed())
+	h := &managerHandle{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer GinkgoRecover()
+		defer close(h.done)
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+	return h
+}
+
+// newNamespace creates a namespace for one test.
+func newNamespace() string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "dbcred-"}}
+	Expect(k8sClient.Create(suiteCtx, ns)).To(Succeed())
+	return ns.Name
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// teeWriter writes logs to the buffer the leak check reads and to Ginkgo's per-spec output.
+type teeWriter struct{ buf *syncBuffer }
+
+func (t *teeWriter) Write(p []byte) (int, error) {
+	_, _ = GinkgoWriter.Write(p)
+	return t.buf.Write(p)
+}
