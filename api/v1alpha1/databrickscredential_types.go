@@ -225,6 +225,8 @@ type TargetSecret struct {
 	// Example: {"profiles.yml": "...\n      host: {{ .Hostname }}\n      token: {{ .Token }}\n",
 	// "DATABRICKS_TOKEN": "{{ .Token }}"}. A template that fails to parse or render makes the
 	// credential Ready=False with reason InvalidTemplate and leaves an existing Secret untouched.
+	// Because one template must not stall the operator for everyone, range, define, block and
+	// template actions are refused and the rendered data is capped at 1 MiB.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=32
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[-._a-zA-Z0-9]+$') && size(k) <= 253)",message="target.data keys must be valid Secret keys (letters, digits, '-', '_', '.')"
@@ -334,9 +336,10 @@ type DatabricksCredentialStatus struct {
 // +kubebuilder:resource:shortName=dbcred;dbcreds,categories=dbtoken
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Secret",type=string,JSONPath=`.status.secretName`
-// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
+// Expiry columns are strings, not dates: kubectl renders a future date as "<invalid>".
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
-// +kubebuilder:printcolumn:name="Next Refresh",type=date,JSONPath=`.status.nextRefreshTime`,priority=1
+// +kubebuilder:printcolumn:name="Next Refresh",type=string,JSONPath=`.status.nextRefreshTime`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // DatabricksCredential keeps a short-lived Databricks workspace OAuth token, obtained with a
