@@ -54,6 +54,10 @@ setup-envtest: ## Build (first run only) and cache the kube-apiserver and etcd b
 test: manifests generate fmt vet setup-envtest ## Run unit, envtest controller and end-to-end tests.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./... $(GOTESTFLAGS) -coverprofile cover.out
 
+.PHONY: bench
+bench: ## Run the Go benchmarks (rendering, hashing, a TLS token exchange); figures go in docs/performance.md.
+	go test -run='^$$' -bench=. -benchmem ./internal/... ./test/idp/
+
 ##@ Build
 
 .PHONY: build

@@ -123,12 +123,13 @@ func countTrue(bs ...bool) int {
 // deterministic across restarts and reveals nothing usable about the secret.
 func (r Request) Hash() string {
 	h := sha256.New()
-	write := func(s string) {
+	writeBytes := func(b []byte) {
 		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
 		h.Write(n[:])
-		h.Write([]byte(s))
+		h.Write(b)
 	}
+	write := func(s string) { writeBytes([]byte(s)) }
 	write("dbtoken.io/inputs/v1")
 	write(string(r.Kind))
 	write(r.TokenURL)
@@ -139,6 +140,6 @@ func (r Request) Hash() string {
 		write(s)
 	}
 	write(fmt.Sprint(r.SendInHeader))
-	write(string(r.CABundle))
+	writeBytes(r.CABundle)
 	return hex.EncodeToString(h.Sum(nil))
 }
