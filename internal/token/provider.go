@@ -143,14 +143,7 @@ func (p *ClientCredentials) Token(ctx context.Context, req Request) (Token, erro
 // expiry computes when tok expires from our clock: expires_in if the provider sent it, else the
 // exp claim of a JWT access token. A token with neither is refused; a lifetime is never assumed.
 func expiry(tok *oauth2.Token, issuedAt time.Time) (time.Time, error) {
-	secs := tok.ExpiresIn
-	if secs == 0 {
-		// x/oauth2 fills ExpiresIn only for JSON answers; form-encoded ones keep it in Extra.
-		if v, ok := tok.Extra("expires_in").(string); ok {
-			secs, _ = strconv.ParseInt(v, 10, 64)
-		}
-	}
-	if secs > 0 {
+	if secs := expiresIn(tok); secs > 0 {
 		return issuedAt.Add(time.Duration(secs) * time.Second), nil
 	}
 	if exp, ok := jwtExpiry(tok.AccessToken); ok {
@@ -164,6 +157,34 @@ func expiry(tok *oauth2.Token, issuedAt time.Time) (time.Time, error) {
 	return time.Time{}, &Error{Reason: v1alpha1.ReasonRefreshFailing, Transient: true,
 		Message: "the token response has no expires_in and the token is not a JWT with an exp claim",
 		Hint:    "the provider must say how long the token lives; the operator never assumes a lifetime"}
+}
+
+// maxExpiresIn bounds expires_in (about 68 years, x/oauth2's own cap) so that the lifetime
+// cannot overflow a time.Duration.
+const maxExpiresIn = math.MaxInt32
+
+// expiresIn is the answer's expires_in in whole seconds, 0 when absent or unusable.
+// clientcredentials does not copy oauth2.Token.ExpiresIn into the token it returns, so the value
+// comes from the raw answer: a float64 from JSON (a string if the provider quoted it), an int64,
+// float64 or string from a form-encoded answer.
+func expiresIn(tok *oauth2.Token) int64 {
+	var f float64
+	switch v := tok.Extra("expires_in").(type) {
+	case float64:
+		f = v
+	case int64:
+		f = float64(v)
+	case json.Number:
+		f, _ = v.Float64()
+	case string:
+		f, _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
+	default:
+		f = float64(tok.ExpiresIn)
+	}
+	if math.IsNaN(f) || f < 1 || f > maxExpiresIn {
+		return 0
+	}
+	return int64(f)
 }
 
 // maxJWTExp is 9999-12-31T23:59:59Z, the last second RFC 3339 can write.
