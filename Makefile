@@ -58,6 +58,15 @@ test: manifests generate fmt vet setup-envtest ## Run unit, envtest controller a
 bench: ## Run the Go benchmarks (rendering, hashing, a TLS token exchange); figures go in docs/performance.md.
 	go test -run='^$$' -bench=. -benchmem ./internal/... ./test/idp/
 
+##@ Demo
+
+# How long `make demo` runs once the operator is up (Go duration); empty runs until Ctrl-C.
+DEMO_DURATION ?=
+
+.PHONY: demo
+demo: ## Run the operator locally against a fake Entra ID and workspace (DEMO_DURATION=200s to stop by itself).
+	DEMO_DURATION="$(DEMO_DURATION)" go run ./cmd/demo
+
 ##@ Build
 
 .PHONY: build
@@ -93,3 +102,25 @@ deploy: manifests ## Deploy the operator with image IMG to the cluster of the cu
 .PHONY: undeploy
 undeploy: ## Remove the operator from the cluster.
 	hack/render-default.sh "$(IMG)" | $(KUBECTL) delete --ignore-not-found -f -
+
+##@ Packaging
+
+.PHONY: build-installer
+build-installer: manifests helm-crds ## Write dist/install.yaml (CRD, RBAC, Deployment, metrics Service) for image IMG; commit it built with the default IMG.
+	@mkdir -p dist
+	hack/render-default.sh "$(IMG)" > dist/install.yaml.tmp
+	mv dist/install.yaml.tmp dist/install.yaml
+
+.PHONY: helm-crds
+helm-crds: manifests ## Copy the generated CRDs from config/crd/bases into the Helm chart (dist/chart/crds/).
+	@mkdir -p dist/chart/crds
+	rm -f dist/chart/crds/*.yaml
+	cp config/crd/bases/*.yaml dist/chart/crds/
+
+.PHONY: helm-lint
+helm-lint: ## Lint the Helm chart in dist/chart (builds the pinned helm on first use).
+	"$$(hack/install-helm.sh)" lint --strict dist/chart
+
+.PHONY: docs
+docs: manifests ## Regenerate docs/api-reference.md from the CRD schema (hack/crd-ref-docs).
+	go run ./hack/crd-ref-docs -out docs/api-reference.md config/crd/bases

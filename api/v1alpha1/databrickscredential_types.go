@@ -55,7 +55,7 @@ const (
 	// ReasonNotFound (False): the tenant, resource or token endpoint does not exist (Entra 90002, 500011; HTTP 404).
 	ReasonNotFound = "NotFound"
 	// ReasonUnauthorized (False): the client is known but not allowed (unauthorized_client,
-	// invalid_scope, HTTP 401/403 such as an IP access list).
+	// invalid_scope, HTTP 403 such as an IP access list). A bare HTTP 401 is InvalidClient.
 	ReasonUnauthorized = "Unauthorized"
 	// ReasonInvalidSpec (False): the spec cannot be used as written.
 	ReasonInvalidSpec = "InvalidSpec"
