@@ -184,11 +184,16 @@ var _ = Describe("Reconcile with a fake clock", func() {
 		Expect(eventsSeen()).To(ContainElement(HavePrefix("Warning RefreshFailed")))
 		Expect(secretToken()).To(Equal(good))
 
-		By("the retry never waits past the expiry")
-		for range 20 {
+		By("retries grow denser towards the expiry, and one lands within a second of it")
+		expiry := t0.Add(time.Hour)
+		var last time.Time
+		for i := 0; clk.Now().Before(expiry); i++ {
+			Expect(i).To(BeNumerically("<", 100))
+			last = clk.Now()
 			clk.Step(reconcile())
 		}
-		Expect(clk.Now()).To(BeTemporally(">=", t0.Add(time.Hour)))
+		Expect(expiry.Sub(last)).To(BeNumerically("<=", time.Second), "the last attempt before expiry")
+		Expect(clk.Now().Sub(expiry)).To(BeNumerically("<", time.Second), "the first pass after expiry")
 		reconcile()
 		Expect(readyReason(cred)).To(Equal("False/TokenExpired"))
 		Expect(secretToken()).To(Equal(good), "the Secret is never emptied")

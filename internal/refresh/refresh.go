@@ -214,19 +214,18 @@ func RequeueAfter(now, t time.Time) time.Duration {
 	return max(t.Sub(now), MinRequeue)
 }
 
-// NextRetry returns when to reconcile again after a failed exchange: now+delay, unless the token
-// currently in the Secret expires before that (and after now), in which case it returns expiresAt.
-// Waking at expiresAt is what lets Ready turn False with reason TokenExpired right at expiry rather
-// than up to a full backoff step later (DESIGN.md: "within seconds of expiry"); a token already
-// expired does not shorten the delay. Note that this shortens the wait: a controller that wants to
-// honour a Retry-After strictly keeps now+delay as the earliest exchange (for example in
-// status.nextRefreshTime) and only updates the condition on the wake-up at expiresAt.
+// NextRetry returns when to try again after a failed exchange. Normally now+delay; but while the
+// token in the Secret is still valid, never later than halfway to its expiry (and at least
+// MinRequeue ahead). Retries thus grow denser as expiry nears, so an identity provider that comes
+// back at any moment before the token expires is asked again in time: the promise that a pod
+// always finds a valid token holds through any outage shorter than the token's remaining life.
+// Once the token has expired (or there is none) the plain backoff applies. A Retry-After from the
+// provider is a floor the caller applies on top.
 func NextRetry(now, expiresAt time.Time, delay time.Duration) time.Time {
-	next := now.Add(delay)
-	if expiresAt.After(now) && expiresAt.Before(next) {
-		return expiresAt
+	if remaining := expiresAt.Sub(now); remaining > 0 {
+		delay = min(delay, max(remaining/2, MinRequeue))
 	}
-	return next
+	return now.Add(delay)
 }
 
 // clampFraction maps f into [0,1); NaN and negative values become 0.

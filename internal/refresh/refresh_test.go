@@ -314,8 +314,9 @@ func TestNextRetry(t *testing.T) {
 		want      time.Time
 	}{
 		"token outlives the delay":       {expiresAt: t0.Add(time.Hour), delay: 20 * time.Second, want: t0.Add(20 * time.Second)},
-		"token expires before the retry": {expiresAt: t0.Add(10 * time.Second), delay: 5 * time.Minute, want: t0.Add(10 * time.Second)},
-		"token expires exactly at retry": {expiresAt: t0.Add(time.Minute), delay: time.Minute, want: t0.Add(time.Minute)},
+		"token expires before the retry": {expiresAt: t0.Add(10 * time.Second), delay: 5 * time.Minute, want: t0.Add(5 * time.Second)},
+		"halfway to expiry caps a step":  {expiresAt: t0.Add(time.Minute), delay: time.Minute, want: t0.Add(30 * time.Second)},
+		"floor near expiry":              {expiresAt: t0.Add(500 * time.Millisecond), delay: time.Minute, want: t0.Add(time.Second)},
 		"token already expired":          {expiresAt: t0.Add(-time.Minute), delay: time.Minute, want: t0.Add(time.Minute)},
 		"token expires now":              {expiresAt: t0, delay: time.Minute, want: t0.Add(time.Minute)},
 		"no token yet (zero expiry)":     {expiresAt: time.Time{}, delay: 5 * time.Second, want: t0.Add(5 * time.Second)},
