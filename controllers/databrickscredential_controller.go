@@ -273,4 +273,3 @@ func readyGeneration(cred *v1alpha1.DatabricksCredential) int64 {
 	}
 	return 0
 }
-
