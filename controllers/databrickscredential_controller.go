@@ -49,8 +49,10 @@ type DatabricksCredentialReconciler struct {
 	// Provider performs token exchanges; tests inject the test identity provider or a fake.
 	Provider token.Provider
 
-	memoryOnce sync.Once
-	memory     *tokenMemory
+	initOnce sync.Once
+	memory   *tokenMemory
+	// shared lets credentials with the same identity share one exchange and token.
+	shared *token.SharedCache
 }
 
 // +kubebuilder:rbac:groups=dbtoken.io,resources=databrickscredentials,verbs=get;list;watch
@@ -71,7 +73,10 @@ type DatabricksCredentialReconciler struct {
 // at the next refresh time, at the next retry after a failure, or never for problems that only a
 // watched change can fix. Exactly one status write per pass, skipped when nothing changed.
 func (r *DatabricksCredentialReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
-	r.memoryOnce.Do(func() { r.memory = newTokenMemory() })
+	r.initOnce.Do(func() {
+		r.memory = newTokenMemory()
+		r.shared = token.NewSharedCache(r.Provider, r.Clock)
+	})
 	cred := &v1alpha1.DatabricksCredential{}
 	if err := r.Get(ctx, req.NamespacedName, cred); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -122,7 +127,7 @@ func (r *DatabricksCredentialReconciler) Reconcile(ctx context.Context, req ctrl
 		if wait, ok := r.backingOff(o); ok {
 			return ctrl.Result{RequeueAfter: wait}, nil
 		}
-		if tok, err = r.Provider.Token(ctx, inputs); err != nil {
+		if tok, err = r.obtain(ctx, o, inputs); err != nil {
 			return r.exchangeFailed(ctx, o, err)
 		}
 		r.memory.put(req.NamespacedName, cred.UID, o.inputsHash, tok)
@@ -175,6 +180,19 @@ func (r *DatabricksCredentialReconciler) write(ctx context.Context, o observed, 
 		}
 	}
 	return ctrl.Result{RequeueAfter: refresh.RequeueAfter(o.now, next)}, nil
+}
+
+// obtain gets a token for inputs: one that another credential with the same identity obtained and
+// that is not yet due for refresh under this credential's renewBefore, or a new exchange, shared
+// with any concurrent pass for the same identity.
+func (r *DatabricksCredentialReconciler) obtain(ctx context.Context, o observed, inputs token.Request) (token.Token, error) {
+	tok, shared, err := r.shared.Token(ctx, inputs, func(t token.Token) bool {
+		return o.now.Before(refreshTimeFor(o.cred, t.IssuedAt, t.ExpiresAt))
+	})
+	if err == nil && shared {
+		log.FromContext(ctx).V(1).Info("reusing a token of the same identity", "expiresAt", rfc3339(tok.ExpiresAt))
+	}
+	return tok, err
 }
 
 // backingOff reports whether a failed exchange for the same inputs and spec is still waiting out

@@ -251,6 +251,29 @@ var _ = Describe("DatabricksCredential with a running manager", Ordered, func() 
 		Expect(requestsFor(clientID)).To(BeEmpty(), "no token is requested for a Secret we cannot write")
 	})
 
+	It("serves credentials with the same identity from one exchange", func() {
+		ns := newNamespace()
+		ca := newCAConfigMap(ns)
+		tenant := "shared-" + rand.String(6)
+		clientID := "shared-app-" + rand.String(6)
+		idpServer.AddAzureApp(tenant, clientID, newClientSecret(ns, "sp", clientID))
+		var creds []*v1alpha1.DatabricksCredential
+		for i := range 5 {
+			c := azureCredential(ns, "workspace-"+string(rune('a'+i)), "https://adb-"+rand.String(8)+".7.azuredatabricks.net", idpServer.URL(), tenant, "sp")
+			c.Spec.CABundleRef = ca
+			Expect(k8sClient.Create(suiteCtx, c)).To(Succeed())
+			creds = append(creds, c)
+		}
+		for _, c := range creds {
+			Eventually(func() string { return readyReason(c) }, 20*time.Second, 100*time.Millisecond).Should(Equal("True/TokenIssued"))
+		}
+		Expect(requestsFor(clientID)).To(HaveLen(1), "one exchange for five workspaces of one service principal")
+		first := string(getSecret(ns, "workspace-a").Data["DATABRICKS_TOKEN"])
+		for _, c := range creds[1:] {
+			Expect(string(getSecret(ns, c.Name).Data["DATABRICKS_TOKEN"])).To(Equal(first))
+		}
+	})
+
 	It("makes no token request after a restart while the token is fresh", func() {
 		ns := newNamespace()
 		clientID := "restart-" + rand.String(6)
