@@ -80,25 +80,23 @@ var _ = BeforeSuite(func() {
 	var err error
 	cfg, err = testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
+	// Registered here, these run after AfterSuite even when its leak check fails, so no
+	// kube-apiserver or etcd outlives the suite.
+	DeferCleanup(func() {
+		cancel()
+		Expect(testEnv.Stop()).To(Succeed())
+	})
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
 
 	idpServer, err = idp.Start(idp.Options{})
 	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(idpServer.Close)
 })
 
 var _ = AfterSuite(func() {
 	if k8sClient != nil && idpServer != nil {
 		assertNoSecretMaterialLeaked()
-	}
-	if idpServer != nil {
-		idpServer.Close()
-	}
-	if cancel != nil {
-		cancel()
-	}
-	if testEnv != nil {
-		Expect(testEnv.Stop()).To(Succeed())
 	}
 })
 
