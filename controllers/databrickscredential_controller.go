@@ -81,6 +81,7 @@ func (r *DatabricksCredentialReconciler) Reconcile(ctx context.Context, req ctrl
 	if err := r.Get(ctx, req.NamespacedName, cred); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.memory.forget(req.NamespacedName)
+			forgetMetrics(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -90,6 +91,7 @@ func (r *DatabricksCredentialReconciler) Reconcile(ctx context.Context, req ctrl
 	}
 	before := cred.DeepCopy()
 	defer func() {
+		recordStatus(cred)
 		if err := r.patchStatus(ctx, before, cred); err != nil {
 			res, retErr = ctrl.Result{}, kerrors.NewAggregate([]error{retErr, err})
 		}
@@ -128,8 +130,10 @@ func (r *DatabricksCredentialReconciler) Reconcile(ctx context.Context, req ctrl
 			return ctrl.Result{RequeueAfter: wait}, nil
 		}
 		if tok, err = r.obtain(ctx, o, inputs); err != nil {
+			recordAttempt(cred, false, token.AsError(err).Reason)
 			return r.exchangeFailed(ctx, o, err)
 		}
+		recordAttempt(cred, true, v1alpha1.ReasonTokenIssued)
 		r.memory.put(req.NamespacedName, cred.UID, o.inputsHash, tok)
 	}
 	return r.write(ctx, o, tok, d.action == exchange)

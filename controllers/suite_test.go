@@ -161,10 +161,13 @@ func (m *managerHandle) stop() {
 // startManager runs the controller the way cmd/manager wires it: the same cache restrictions, the
 // real client-credentials provider with system roots (credentials trust the test IdP through
 // caBundleRef) and an allow-list of the loopback addresses.
-func startManager() *managerHandle {
+func startManager() *managerHandle { return startManagerWithMetrics("0") }
+
+// startManagerWithMetrics is startManager with the metrics endpoint served (plain HTTP) on addr.
+func startManagerWithMetrics(addr string) *managerHandle {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
+		Metrics:                metricsserver.Options{BindAddress: addr},
 		HealthProbeBindAddress: "0",
 		Cache:                  CacheOptions(nil),
 		Controller:             ctrlConfigForTests(),

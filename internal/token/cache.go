@@ -43,6 +43,7 @@ func NewSharedCache(provider Provider, clk clock.PassiveClock) *SharedCache {
 func (c *SharedCache) Token(ctx context.Context, req Request, usable func(Token) bool) (Token, bool, error) {
 	key := req.Hash()
 	if t, ok := c.lookup(key); ok && usable(t) {
+		observeCacheLookup(req.Kind, true)
 		return t, true, nil
 	}
 	v, err, dup := c.group.Do(key, func() (any, error) {
@@ -57,6 +58,7 @@ func (c *SharedCache) Token(ctx context.Context, req Request, usable func(Token)
 		c.store(key, t)
 		return t, nil
 	})
+	observeCacheLookup(req.Kind, dup)
 	if err != nil {
 		return Token{}, false, err
 	}

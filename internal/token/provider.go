@@ -108,7 +108,7 @@ func (p *ClientCredentials) Token(ctx context.Context, req Request) (Token, erro
 	if err != nil {
 		return Token{}, err
 	}
-	rec := &responseRecorder{next: transport}
+	rec := &responseRecorder{next: transport, kind: req.Kind}
 	client := &http.Client{
 		Transport: rec,
 		// Never follow a redirect: a 307/308 would re-send the client secret to a host that was
@@ -324,6 +324,7 @@ func (p *ClientCredentials) transport(bundle []byte) (*http.Transport, error) {
 // x/oauth2 reports without them (malformed JSON, missing access_token) can still be classified.
 type responseRecorder struct {
 	next http.RoundTripper
+	kind Kind // for the request-duration metric
 
 	mu     sync.Mutex
 	status int
@@ -331,7 +332,9 @@ type responseRecorder struct {
 }
 
 func (r *responseRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
 	resp, err := r.next.RoundTrip(req)
+	observeRequest(r.kind, resp, err, time.Since(start))
 	if resp != nil {
 		r.mu.Lock()
 		r.status, r.header = resp.StatusCode, resp.Header.Clone()
