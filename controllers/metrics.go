@@ -29,6 +29,11 @@ var (
 		Help: "The credential's Ready condition: 1 for the current status (True, False or Unknown), 0 for the others.",
 	}, []string{"namespace", "name", "identity", "condition"})
 
+	consecutiveFailures = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "dbtoken_credential_consecutive_failures",
+		Help: "Consecutive failed token requests of a credential (status.failedRefreshAttempts); 0 after a success.",
+	}, []string{"namespace", "name", "identity"})
+
 	refreshAttempts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "dbtoken_credential_refresh_attempts_total",
 		Help: "Token refreshes attempted for a credential, by result (success or failure) and Ready reason; a token shared from another credential of the same identity counts as a success.",
@@ -36,7 +41,7 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(expirationTimestamp, nextRefreshTimestamp, readyStatus, refreshAttempts)
+	ctrlmetrics.Registry.MustRegister(expirationTimestamp, nextRefreshTimestamp, consecutiveFailures, readyStatus, refreshAttempts)
 }
 
 // identityKind names the credential's identity block for metric labels.
@@ -59,6 +64,7 @@ func recordStatus(cred *v1alpha1.DatabricksCredential) {
 	forgetOtherKinds(cred)
 	setTimestamp(expirationTimestamp.With(labels), cred.Status.ExpiresAt)
 	setTimestamp(nextRefreshTimestamp.With(labels), cred.Status.NextRefreshTime)
+	consecutiveFailures.With(labels).Set(float64(cred.Status.FailedRefreshAttempts))
 	current := metav1.ConditionUnknown
 	if c := meta.FindStatusCondition(cred.Status.Conditions, v1alpha1.ConditionReady); c != nil {
 		current = c.Status
@@ -84,7 +90,7 @@ func recordAttempt(cred *v1alpha1.DatabricksCredential, success bool, reason str
 // forgetMetrics drops every series of a deleted credential.
 func forgetMetrics(key types.NamespacedName) {
 	match := prometheus.Labels{"namespace": key.Namespace, "name": key.Name}
-	for _, v := range []*prometheus.GaugeVec{expirationTimestamp, nextRefreshTimestamp, readyStatus} {
+	for _, v := range []*prometheus.GaugeVec{expirationTimestamp, nextRefreshTimestamp, consecutiveFailures, readyStatus} {
 		v.DeletePartialMatch(match)
 	}
 	refreshAttempts.DeletePartialMatch(match)
@@ -97,7 +103,7 @@ func forgetOtherKinds(cred *v1alpha1.DatabricksCredential) {
 			continue
 		}
 		match := prometheus.Labels{"namespace": cred.Namespace, "name": cred.Name, "identity": other}
-		for _, v := range []*prometheus.GaugeVec{expirationTimestamp, nextRefreshTimestamp, readyStatus} {
+		for _, v := range []*prometheus.GaugeVec{expirationTimestamp, nextRefreshTimestamp, consecutiveFailures, readyStatus} {
 			v.DeletePartialMatch(match)
 		}
 	}
