@@ -24,6 +24,18 @@ const (
 	exchange
 )
 
+func (a action) String() string {
+	switch a {
+	case keep:
+		return "keep"
+	case rerender:
+		return "rerender"
+	case exchange:
+		return "exchange"
+	}
+	return "unknown"
+}
+
 // observed is what a pass knows before deciding: the inputs it resolved, the target Secret (nil
 // when absent) and the token this process last wrote for the credential, if any.
 type observed struct {
