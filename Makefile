@@ -54,6 +54,10 @@ setup-envtest: ## Build (first run only) and cache the kube-apiserver and etcd b
 test: manifests generate fmt vet setup-envtest ## Run unit, envtest controller and end-to-end tests.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./... $(GOTESTFLAGS) -coverprofile cover.out
 
+.PHONY: test-monitoring
+test-monitoring: setup-envtest ## Check and unit-test the alerts (promtool), the dashboard and config/prometheus (part of `make test`).
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./test/monitoring/ -count=1 $(GOTESTFLAGS)
+
 .PHONY: bench
 bench: ## Run the Go benchmarks (rendering, hashing, a TLS token exchange); figures go in docs/performance.md.
 	go test -run='^$$' -bench=. -benchmem ./internal/... ./test/idp/
