@@ -66,6 +66,11 @@ type DatabricksCredentialReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
 // ConfigMaps: caBundleRef is read directly and watched by metadata.
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
+// ServiceAccounts of federation and azure.workloadIdentity blocks: get to report a missing one
+// before any exchange, list/watch by metadata to retry as soon as it appears, and create on
+// serviceaccounts/token (the TokenRequest API) to mint the short-lived token that is exchanged.
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=serviceaccounts/token,verbs=create
 // Events record refreshes and failures.
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 

@@ -92,7 +92,7 @@ func azureCredential(ns, name, host, authority, tenant, secretName string) *v1al
 		Spec: v1alpha1.DatabricksCredentialSpec{
 			Host: host,
 			Azure: &v1alpha1.AzureIdentity{TenantID: tenant, AuthorityHost: authority,
-				ClientSecretRef: v1alpha1.ClientSecretReference{Name: secretName}},
+				ClientSecretRef: &v1alpha1.ClientSecretReference{Name: secretName}},
 		},
 	}
 }

@@ -1,12 +1,15 @@
 package controllers
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
@@ -14,38 +17,127 @@ import (
 )
 
 // resolveInputs reads what the token request needs from the cluster: the client ID and secret
-// from the referenced Secret and the optional CA bundle. Both are read through the uncached API
-// reader: the manager caches only the operator's own target Secrets, never every Secret in the
-// cluster. A missing object or key is a *token.Error with the documented Ready reason.
+// from the referenced Secret, or the certificate and key of a client-certificate Secret, that a
+// named ServiceAccount exists, and the optional CA bundle. Secrets and ConfigMaps are read
+// through the uncached API reader: the manager caches only the operator's own target Secrets,
+// never every Secret in the cluster. A missing object or key is a *token.Error with the
+// documented Ready reason. A ServiceAccount's token is not requested here but by the provider, and
+// only when it performs an exchange.
 func (r *DatabricksCredentialReconciler) resolveInputs(ctx context.Context, cred *v1alpha1.DatabricksCredential) (token.Request, error) {
-	ref := cred.Spec.ClientSecretRef()
-	if ref == nil {
-		return token.NewRequest(&cred.Spec, "", "", nil) // reports the missing block
-	}
-	var sec corev1.Secret
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: cred.Namespace, Name: ref.Name}, &sec); err != nil {
-		if apierrors.IsNotFound(err) {
-			return token.Request{}, &token.Error{Reason: v1alpha1.ReasonSecretNotFound,
-				Message: fmt.Sprintf("Secret %q with the client credentials does not exist in namespace %q", ref.Name, cred.Namespace),
-				Hint:    "create it (keys " + keyOr(ref.ClientIDKey, "client-id") + " and " + keyOr(ref.ClientSecretKey, "client-secret") + "); the credential is retried as soon as it appears"}
-		}
-		return token.Request{}, err
-	}
-	clientID, err := secretValue(&sec, keyOr(ref.ClientIDKey, "client-id"))
-	if err != nil {
-		return token.Request{}, err
-	}
-	clientSecret, err := secretValue(&sec, keyOr(ref.ClientSecretKey, "client-secret"))
-	if err != nil {
-		return token.Request{}, err
-	}
-	var bundle []byte
-	if ca := cred.Spec.CABundleRef; ca != nil {
-		if bundle, err = r.caBundle(ctx, cred.Namespace, ca); err != nil {
+	in := token.Inputs{Namespace: cred.Namespace}
+	if ref := cred.Spec.ClientSecretRef(); ref != nil {
+		var err error
+		if in.ClientID, in.ClientSecret, err = r.clientCredentials(ctx, cred.Namespace, ref); err != nil {
 			return token.Request{}, err
 		}
 	}
-	return token.NewRequest(&cred.Spec, clientID, clientSecret, bundle)
+	if az := cred.Spec.Azure; az != nil && az.ClientCertificateRef != nil {
+		var err error
+		if in.CertificatePEM, in.PrivateKeyPEM, err = r.clientCertificate(ctx, cred.Namespace, az.ClientCertificateRef.Name); err != nil {
+			return token.Request{}, err
+		}
+	}
+	if name := cred.Spec.ServiceAccountName(); name != "" {
+		if err := r.serviceAccountExists(ctx, cred.Namespace, name); err != nil {
+			return token.Request{}, err
+		}
+		in.SubjectToken = r.serviceAccountToken
+	}
+	if ca := cred.Spec.CABundleRef; ca != nil {
+		var err error
+		if in.CABundle, err = r.caBundle(ctx, cred.Namespace, ca); err != nil {
+			return token.Request{}, err
+		}
+	}
+	return token.NewRequestFromInputs(&cred.Spec, in) // also reports a missing identity block
+}
+
+func (r *DatabricksCredentialReconciler) clientCredentials(ctx context.Context, namespace string, ref *v1alpha1.ClientSecretReference) (clientID, clientSecret string, err error) {
+	var sec corev1.Secret
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &sec); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", "", &token.Error{Reason: v1alpha1.ReasonSecretNotFound,
+				Message: fmt.Sprintf("Secret %q with the client credentials does not exist in namespace %q", ref.Name, namespace),
+				Hint:    "create it (keys " + keyOr(ref.ClientIDKey, "client-id") + " and " + keyOr(ref.ClientSecretKey, "client-secret") + "); the credential is retried as soon as it appears"}
+		}
+		return "", "", err
+	}
+	if clientID, err = secretValue(&sec, keyOr(ref.ClientIDKey, "client-id")); err != nil {
+		return "", "", err
+	}
+	if clientSecret, err = secretValue(&sec, keyOr(ref.ClientSecretKey, "client-secret")); err != nil {
+		return "", "", err
+	}
+	return clientID, clientSecret, nil
+}
+
+// clientCertificate reads tls.crt and tls.key of a client-certificate Secret. Their content is
+// checked by token.NewRequestFromInputs.
+func (r *DatabricksCredentialReconciler) clientCertificate(ctx context.Context, namespace, name string) (certPEM, keyPEM []byte, err error) {
+	var sec corev1.Secret
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &sec); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil, &token.Error{Reason: v1alpha1.ReasonSecretNotFound,
+				Message: fmt.Sprintf("Secret %q with the client certificate does not exist in namespace %q", name, namespace),
+				Hint:    "create it as a kubernetes.io/tls Secret (keys tls.crt and tls.key), e.g. with a cert-manager Certificate; the credential is retried as soon as it appears"}
+		}
+		return nil, nil, err
+	}
+	for _, key := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey} {
+		if len(bytes.TrimSpace(sec.Data[key])) == 0 {
+			return nil, nil, &token.Error{Reason: v1alpha1.ReasonSecretKeyMissing,
+				Message: fmt.Sprintf("Secret %q has no key %q, or it is empty", name, key),
+				Hint:    "a client-certificate Secret holds tls.crt (the PEM certificate uploaded to the app registration) and tls.key (its PEM RSA private key)"}
+		}
+	}
+	return sec.Data[corev1.TLSCertKey], sec.Data[corev1.TLSPrivateKeyKey], nil
+}
+
+// serviceAccountExists reports a missing ServiceAccount before any exchange, with the reason of
+// every other missing input; the ServiceAccount watch brings the credential back when it appears.
+func (r *DatabricksCredentialReconciler) serviceAccountExists(ctx context.Context, namespace, name string) error {
+	var sa corev1.ServiceAccount
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &sa); err != nil {
+		if apierrors.IsNotFound(err) {
+			return errServiceAccountNotFound(namespace, name)
+		}
+		return err
+	}
+	return nil
+}
+
+func errServiceAccountNotFound(namespace, name string) *token.Error {
+	return &token.Error{Reason: v1alpha1.ReasonSecretNotFound,
+		Message: fmt.Sprintf("ServiceAccount %q does not exist in namespace %q", name, namespace),
+		Hint:    "create it in the credential's namespace (a credential can only use its own namespace's ServiceAccounts); the credential is retried as soon as it appears"}
+}
+
+// serviceAccountToken requests a token for a ServiceAccount through the TokenRequest API
+// (serviceaccounts/token), for one audience and the requested lifetime. It is the
+// token.SubjectTokenFunc of federation and workloadIdentity blocks: the provider calls it only
+// when it performs an exchange. The token is never logged, stored or put in an error.
+func (r *DatabricksCredentialReconciler) serviceAccountToken(ctx context.Context, sa token.ServiceAccountToken) (string, error) {
+	seconds := sa.ExpirationSeconds
+	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		Audiences:         []string{sa.Audience},
+		ExpirationSeconds: &seconds,
+	}}
+	owner := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: sa.Namespace, Name: sa.Name}}
+	if err := r.SubResource("token").Create(ctx, owner, tr); err != nil {
+		switch {
+		case apierrors.IsNotFound(err):
+			return "", errServiceAccountNotFound(sa.Namespace, sa.Name)
+		case apierrors.IsForbidden(err):
+			return "", &token.Error{Reason: v1alpha1.ReasonUnauthorized, Code: "Forbidden",
+				Message: fmt.Sprintf("the operator may not request tokens for ServiceAccount %q in namespace %q", sa.Name, sa.Namespace),
+				Hint:    "its ClusterRole needs create on serviceaccounts/token (config/rbac/role.yaml, dist/install.yaml or the Helm chart of this version)"}
+		}
+		return "", err // the provider reports it as a transient failure, without its text
+	}
+	if tr.Status.Token == "" {
+		return "", fmt.Errorf("the TokenRequest for ServiceAccount %s/%s returned no token", sa.Namespace, sa.Name)
+	}
+	return tr.Status.Token, nil
 }
 
 func (r *DatabricksCredentialReconciler) caBundle(ctx context.Context, namespace string, ref *v1alpha1.CABundleReference) ([]byte, error) {

@@ -308,7 +308,7 @@ var _ = Describe("The apiserver refuses invalid DatabricksCredentials", func() {
 			"http host": {func(c *v1alpha1.DatabricksCredential) { c.Spec.Host = "http://adb-1.7.azuredatabricks.net" },
 				"host must be an https:// URL"},
 			"two blocks": {func(c *v1alpha1.DatabricksCredential) {
-				c.Spec.Azure = &v1alpha1.AzureIdentity{TenantID: "t", ClientSecretRef: v1alpha1.ClientSecretReference{Name: "sp"}}
+				c.Spec.Azure = &v1alpha1.AzureIdentity{TenantID: "t", ClientSecretRef: &v1alpha1.ClientSecretReference{Name: "sp"}}
 			}, "exactly one identity block must be set"},
 			"no block":         {func(c *v1alpha1.DatabricksCredential) { c.Spec.Databricks = nil }, "exactly one identity block must be set"},
 			"zero renewBefore": {func(c *v1alpha1.DatabricksCredential) { c.Spec.RenewBefore = &metav1.Duration{} }, "renewBefore must be a positive duration"},

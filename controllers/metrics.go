@@ -53,6 +53,8 @@ func identityKind(spec *v1alpha1.DatabricksCredentialSpec) string {
 		return "databricks"
 	case spec.OAuth2 != nil:
 		return "oauth2"
+	case spec.Federation != nil:
+		return "federation"
 	}
 	return "unknown"
 }
@@ -98,7 +100,7 @@ func forgetMetrics(key types.NamespacedName) {
 
 func forgetOtherKinds(cred *v1alpha1.DatabricksCredential) {
 	kind := identityKind(&cred.Spec)
-	for _, other := range []string{"azure", "databricks", "oauth2", "unknown"} {
+	for _, other := range []string{"azure", "databricks", "oauth2", "federation", "unknown"} {
 		if other == kind {
 			continue
 		}

@@ -26,8 +26,11 @@ import (
 // Field indexes over DatabricksCredentials, so that a change to a referenced Secret or ConfigMap
 // finds the credentials that use it without listing them all.
 const (
-	indexClientSecret = "spec.clientSecretRef.name"
-	indexCABundle     = "spec.caBundleRef.name"
+	// indexClientSecret names the Secret with the identity's credentials: the client-credentials
+	// Secret or the client-certificate Secret.
+	indexClientSecret   = "spec.clientSecretRef.name"
+	indexCABundle       = "spec.caBundleRef.name"
+	indexServiceAccount = "spec.serviceAccountName"
 )
 
 // SetupOptions are the manager-level settings the controller needs.
@@ -40,8 +43,8 @@ type SetupOptions struct {
 }
 
 // SetupWithManager registers the controller. Besides the credentials and their owned target
-// Secrets, it watches the referenced client-credentials Secrets and CA ConfigMaps by metadata
-// only (name, labels, resourceVersion) in a cache of its own: the manager's Secret cache is
+// Secrets, it watches the referenced client-credentials (or client-certificate) Secrets, CA
+// ConfigMaps and ServiceAccounts by metadata only (name, labels, resourceVersion) in a cache of its own: the manager's Secret cache is
 // restricted to our label, and caching every Secret's data in the cluster is what we avoid.
 // A rotated client secret changes the Secret's resourceVersion, which triggers a pass at once.
 func (r *DatabricksCredentialReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts SetupOptions) error {
@@ -59,8 +62,16 @@ func (r *DatabricksCredentialReconciler) SetupWithManager(ctx context.Context, m
 	}
 	indexer := mgr.GetFieldIndexer()
 	if err := indexer.IndexField(ctx, &v1alpha1.DatabricksCredential{}, indexClientSecret, func(o client.Object) []string {
-		if ref := o.(*v1alpha1.DatabricksCredential).Spec.ClientSecretRef(); ref != nil {
-			return []string{ref.Name}
+		if name := o.(*v1alpha1.DatabricksCredential).Spec.CredentialsSecretName(); name != "" {
+			return []string{name}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := indexer.IndexField(ctx, &v1alpha1.DatabricksCredential{}, indexServiceAccount, func(o client.Object) []string {
+		if name := o.(*v1alpha1.DatabricksCredential).Spec.ServiceAccountName(); name != "" {
+			return []string{name}
 		}
 		return nil
 	}); err != nil {
@@ -75,7 +86,7 @@ func (r *DatabricksCredentialReconciler) SetupWithManager(ctx context.Context, m
 		return err
 	}
 
-	refCache, err := newReferenceCache(mgr, opts.Namespaces)
+	refCache, err := sharedReferenceCache(mgr, opts.Namespaces)
 	if err != nil {
 		return err
 	}
@@ -83,6 +94,8 @@ func (r *DatabricksCredentialReconciler) SetupWithManager(ctx context.Context, m
 	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	configMapMeta := &metav1.PartialObjectMetadata{}
 	configMapMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
+	serviceAccountMeta := &metav1.PartialObjectMetadata{}
+	serviceAccountMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ServiceAccount"))
 
 	maxConcurrent := opts.MaxConcurrentReconciles
 	if maxConcurrent <= 0 {
@@ -98,6 +111,11 @@ func (r *DatabricksCredentialReconciler) SetupWithManager(ctx context.Context, m
 			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
 		WatchesRawSource(source.Kind(refCache, configMapMeta,
 			handler.TypedEnqueueRequestsFromMapFunc(r.referencing(indexCABundle)),
+			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
+		// A ServiceAccount that a federation or workloadIdentity block names and that appears (or
+		// is re-created) is used within seconds.
+		WatchesRawSource(source.Kind(refCache, serviceAccountMeta,
+			handler.TypedEnqueueRequestsFromMapFunc(r.referencing(indexServiceAccount)),
 			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
 		Complete(r)

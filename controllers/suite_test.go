@@ -34,8 +34,9 @@ import (
 
 // The suite runs the controller against a real kube-apiserver and etcd (envtest) and the test
 // identity provider over TLS. Every test registers the client secrets it creates in
-// clientSecrets; AfterSuite asserts that none of them, and none of the tokens the identity
-// provider issued, reached the logs, events or status.
+// clientSecrets; AfterSuite asserts that none of them, none of the tokens the identity provider
+// issued and none of the ServiceAccount tokens and client assertions it received reached the
+// logs, events or status.
 
 var (
 	cfg       *rest.Config
@@ -125,13 +126,17 @@ func assertNoSecretMaterialLeaked() {
 			haystack.WriteString(cond.Message + "\n")
 		}
 	}
+	haystack.WriteString(clusterStatusText())
 	text := haystack.String()
 	Expect(text).NotTo(BeEmpty())
 	secretsMu.Lock()
 	defer secretsMu.Unlock()
 	needles := append(append([]string{}, clientSecrets...), idpServer.IssuedTokens()...)
+	// ServiceAccount tokens and client assertions are credentials too.
+	needles = append(needles, idpServer.Assertions()...)
 	for _, srv := range extraIdPs {
 		needles = append(needles, srv.IssuedTokens()...)
+		needles = append(needles, srv.Assertions()...)
 	}
 	needles = append(needles, fakeIssued()...)
 	Expect(needles).NotTo(BeEmpty(), "the suite should have issued tokens and used secrets")
@@ -183,6 +188,8 @@ func startManagerWithMetrics(addr string) *managerHandle {
 	}
 	ctx, cancel := context.WithCancel(suiteCtx)
 	Expect(r.SetupWithManager(ctx, mgr, SetupOptions{MaxConcurrentReconciles: 2})).To(Succeed())
+	cr := &ClusterDatabricksCredentialReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Provider: r.Provider}
+	Expect(cr.SetupWithManager(ctx, mgr, SetupOptions{MaxConcurrentReconciles: 2})).To(Succeed())
 	h := &managerHandle{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer GinkgoRecover()

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -61,11 +62,16 @@ func (e errSecretConflict) Error() string {
 // confirmed with a direct read: a pre-existing Secret without the label must be seen (and left
 // alone) before a token is requested for it, and one whose label was removed by hand is repaired.
 func (r *DatabricksCredentialReconciler) getTarget(ctx context.Context, cred *v1alpha1.DatabricksCredential) (*corev1.Secret, error) {
-	key := types.NamespacedName{Namespace: cred.Namespace, Name: cred.TargetName()}
+	return readTarget(ctx, r.Client, r.APIReader, types.NamespacedName{Namespace: cred.Namespace, Name: cred.TargetName()})
+}
+
+// readTarget reads a target Secret from the cache, confirming a miss with a direct read (see
+// getTarget). It returns nil when the Secret does not exist.
+func readTarget(ctx context.Context, cached, direct client.Reader, key types.NamespacedName) (*corev1.Secret, error) {
 	var s corev1.Secret
-	err := r.Get(ctx, key, &s)
+	err := cached.Get(ctx, key, &s)
 	if apierrors.IsNotFound(err) {
-		err = r.APIReader.Get(ctx, key, &s)
+		err = direct.Get(ctx, key, &s)
 	}
 	if apierrors.IsNotFound(err) {
 		return nil, nil
@@ -80,15 +86,36 @@ func (r *DatabricksCredentialReconciler) getTarget(ctx context.Context, cred *v1
 // creates the Secret when current is nil; if one exists that the cache could not see (no label),
 // it is read directly and written only if it is ours.
 func (r *DatabricksCredentialReconciler) applySecret(ctx context.Context, cred *v1alpha1.DatabricksCredential, current *corev1.Secret, desired secret.Desired) (bool, error) {
+	w := secretWriter{Client: r.Client, APIReader: r.APIReader, Scheme: r.Scheme, Owner: cred,
+		Ownership: func(s *corev1.Secret) ownership { return ownershipOf(s, cred) }}
+	return w.apply(ctx, types.NamespacedName{Namespace: cred.Namespace, Name: cred.TargetName()}, current, desired)
+}
+
+// secretWriter writes target Secrets for one owner: a DatabricksCredential, or a
+// ClusterDatabricksCredential (which owns one Secret in each selected namespace).
+type secretWriter struct {
+	Client    client.Client
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	// Owner becomes the Secret's controller owner.
+	Owner client.Object
+	// Ownership says whether a Secret is the owner's, adoptable, or foreign.
+	Ownership func(*corev1.Secret) ownership
+}
+
+// apply makes the Secret at key hold desired, writing only when something differs. It creates the
+// Secret when current is nil; if one exists that the cache could not see (no label), it is read
+// directly and written only if it is ours.
+func (w secretWriter) apply(ctx context.Context, key types.NamespacedName, current *corev1.Secret, desired secret.Desired) (bool, error) {
 	if current == nil {
 		s := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: cred.TargetName(), Namespace: cred.Namespace},
+			ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace},
 			Type:       corev1.SecretTypeOpaque,
 		}
-		if err := r.mutateSecret(cred, s, desired); err != nil {
+		if err := w.mutate(s, desired); err != nil {
 			return false, err
 		}
-		err := r.Create(ctx, s)
+		err := w.Client.Create(ctx, s)
 		if err == nil {
 			return true, nil
 		}
@@ -96,15 +123,15 @@ func (r *DatabricksCredentialReconciler) applySecret(ctx context.Context, cred *
 			return false, err
 		}
 		current = &corev1.Secret{}
-		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(s), current); err != nil {
+		if err := w.APIReader.Get(ctx, client.ObjectKeyFromObject(s), current); err != nil {
 			return false, err
 		}
 	}
-	if ownershipOf(current, cred) == foreign {
+	if w.Ownership(current) == foreign {
 		return false, errSecretConflict{name: current.Name}
 	}
 	updated := current.DeepCopy()
-	if err := r.mutateSecret(cred, updated, desired); err != nil {
+	if err := w.mutate(updated, desired); err != nil {
 		return false, err
 	}
 	if equality.Semantic.DeepEqual(current, updated) {
@@ -112,12 +139,12 @@ func (r *DatabricksCredentialReconciler) applySecret(ctx context.Context, cred *
 	}
 	// The optimistic lock makes a concurrent edit fail this patch (and the pass retry) instead of
 	// being silently overwritten or merged with a half-old Secret.
-	return true, r.Patch(ctx, updated, client.MergeFromWithOptions(current, client.MergeFromWithOptimisticLock{}))
+	return true, w.Client.Patch(ctx, updated, client.MergeFromWithOptions(current, client.MergeFromWithOptimisticLock{}))
 }
 
-// mutateSecret puts desired onto s: our labels and annotations over any others (which are kept),
-// exactly the desired data keys, and this credential as controller owner.
-func (r *DatabricksCredentialReconciler) mutateSecret(cred *v1alpha1.DatabricksCredential, s *corev1.Secret, desired secret.Desired) error {
+// mutate puts desired onto s: our labels and annotations over any others (which are kept),
+// exactly the desired data keys, and the owner as controller owner.
+func (w secretWriter) mutate(s *corev1.Secret, desired secret.Desired) error {
 	if s.Labels == nil {
 		s.Labels = map[string]string{}
 	}
@@ -128,7 +155,7 @@ func (r *DatabricksCredentialReconciler) mutateSecret(cred *v1alpha1.DatabricksC
 	maps.Copy(s.Annotations, desired.Annotations)
 	s.Data = desired.Data
 	s.StringData = nil
-	if ownershipOf(s, cred) == adoptable {
+	if w.Ownership(s) == adoptable {
 		refs := s.OwnerReferences[:0:0]
 		for _, ref := range s.OwnerReferences {
 			if ref.Controller == nil || !*ref.Controller {
@@ -137,5 +164,5 @@ func (r *DatabricksCredentialReconciler) mutateSecret(cred *v1alpha1.DatabricksC
 		}
 		s.OwnerReferences = refs
 	}
-	return controllerutil.SetControllerReference(cred, s, r.Scheme)
+	return controllerutil.SetControllerReference(w.Owner, s, w.Scheme)
 }

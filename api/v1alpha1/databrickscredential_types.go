@@ -45,12 +45,16 @@ const (
 	ReasonRefreshFailing = "RefreshFailing"
 	// ReasonTokenExpired (False): refreshes keep failing and the token in the Secret has expired.
 	ReasonTokenExpired = "TokenExpired"
-	// ReasonSecretNotFound (False): the client-credentials Secret or CA ConfigMap does not exist.
+	// ReasonSecretNotFound (False): an object the credential names does not exist: the
+	// client-credentials or client-certificate Secret, the CA ConfigMap, or the ServiceAccount of
+	// a federation or workloadIdentity block. The message names which.
 	ReasonSecretNotFound = "SecretNotFound"
 	// ReasonSecretKeyMissing (False): the Secret or ConfigMap exists but a referenced key is missing or empty.
 	ReasonSecretKeyMissing = "SecretKeyMissing"
 	// ReasonInvalidClient (False): the identity provider does not know the client or its
-	// credentials are wrong or expired (Entra 7000215, 7000222, 700016; OAuth invalid_client).
+	// credentials are wrong or expired (Entra 7000215, 7000222, 700016; OAuth invalid_client), or
+	// it rejected a ServiceAccount token or certificate assertion (Entra 70021, 700211-700213,
+	// 700024, 700027; a Databricks federation policy that does not match).
 	ReasonInvalidClient = "InvalidClient"
 	// ReasonNotFound (False): the tenant, resource or token endpoint does not exist (Entra 90002, 500011; HTTP 404).
 	ReasonNotFound = "NotFound"
@@ -115,11 +119,19 @@ type ClientSecretReference struct {
 	ClientSecretKey string `json:"clientSecretKey,omitempty"`
 }
 
-// AzureIdentity is a Microsoft Entra ID service principal using the client-credentials grant.
-// The token request is `POST {authorityHost}/{tenantID}/oauth2/v2.0/token` with client_id and
-// client_secret in the form body; the default scope is the Azure Databricks resource
-// `2ff814a6-3304-4ab8-85cb-cd0e6f879c1d/.default`. Entra tokens are accepted by every Azure
-// Databricks workspace the service principal was added to.
+// AzureIdentity is a Microsoft Entra ID application (service principal) using the
+// client-credentials grant. The token request is `POST {authorityHost}/{tenantID}/oauth2/v2.0/token`;
+// the default scope is the Azure Databricks resource `2ff814a6-3304-4ab8-85cb-cd0e6f879c1d/.default`.
+// Entra tokens are accepted by every Azure Databricks workspace the service principal was added to.
+//
+// The application proves its identity in exactly one of three ways: a client secret
+// (clientSecretRef, sent as client_secret), a Kubernetes ServiceAccount token that a federated
+// identity credential on the application trusts (workloadIdentity), or a certificate whose private
+// key signs a short-lived client assertion (clientCertificateRef). The last two are sent as a
+// client_assertion of type urn:ietf:params:oauth:client-assertion-type:jwt-bearer; no client
+// secret exists anywhere.
+// +kubebuilder:validation:XValidation:rule="[has(self.clientSecretRef), has(self.workloadIdentity), has(self.clientCertificateRef)].filter(x, x).size() == 1",message="azure needs exactly one of clientSecretRef, workloadIdentity and clientCertificateRef"
+// +kubebuilder:validation:XValidation:rule="has(self.clientSecretRef) ? !has(self.clientID) : has(self.clientID)",message="azure.clientID is required with workloadIdentity and clientCertificateRef, and not allowed with clientSecretRef (which reads the client ID from its Secret)"
 type AzureIdentity struct {
 	// tenantID is the Entra ID tenant (directory) ID, a GUID such as
 	// f4da2730-4463-4910-98a7-13d0523c0b2a, or a verified domain such as contoso.onmicrosoft.com.
@@ -129,9 +141,32 @@ type AzureIdentity struct {
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9][-.a-zA-Z0-9]*$`
 	TenantID string `json:"tenantID"`
 
+	// clientID is the application (client) ID, a GUID. Required with workloadIdentity and
+	// clientCertificateRef, which have no Secret to read it from; not allowed with clientSecretRef,
+	// whose Secret holds it.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`
+	ClientID string `json:"clientID,omitempty"`
+
 	// clientSecretRef names the Secret with the application (client) ID and client secret.
-	// +required
-	ClientSecretRef ClientSecretReference `json:"clientSecretRef"`
+	// Exactly one of clientSecretRef, workloadIdentity and clientCertificateRef must be set.
+	// +optional
+	ClientSecretRef *ClientSecretReference `json:"clientSecretRef,omitempty"`
+
+	// workloadIdentity authenticates with a token of a Kubernetes ServiceAccount in the
+	// credential's namespace, which a federated identity credential on the application trusts
+	// (issuer: the cluster's service-account issuer; subject:
+	// system:serviceaccount:<namespace>:<serviceAccountName>; audience: api://AzureADTokenExchange).
+	// The cluster's issuer must be publicly reachable for Entra to fetch its keys (AKS: the OIDC
+	// issuer feature).
+	// +optional
+	WorkloadIdentity *AzureWorkloadIdentity `json:"workloadIdentity,omitempty"`
+
+	// clientCertificateRef names a kubernetes.io/tls Secret (keys tls.crt and tls.key) with a
+	// certificate uploaded to the application and its RSA private key, which signs a five-minute
+	// client assertion (PS256) for every token request.
+	// +optional
+	ClientCertificateRef *ClientCertificateReference `json:"clientCertificateRef,omitempty"`
 
 	// authorityHost is the Entra ID login endpoint. Default https://login.microsoftonline.com;
 	// sovereign clouds override it (https://login.microsoftonline.us for Azure Government,
@@ -141,6 +176,31 @@ type AzureIdentity struct {
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''",message="authorityHost must be an https:// URL"
 	AuthorityHost string `json:"authorityHost,omitempty"`
+}
+
+// AzureWorkloadIdentity names the ServiceAccount whose token is the Entra client assertion.
+// The operator requests the token itself (TokenRequest API, audience api://AzureADTokenExchange,
+// ten minutes, the shortest the API allows); nothing is mounted into any pod.
+type AzureWorkloadIdentity struct {
+	// serviceAccountName is a ServiceAccount in the credential's namespace. There is no namespace
+	// field: a credential can only use its own namespace's ServiceAccounts.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	ServiceAccountName string `json:"serviceAccountName"`
+}
+
+// ClientCertificateReference points at a Secret in the credential's namespace holding a
+// certificate and its private key, as cert-manager writes them: tls.crt (PEM certificate, the
+// leaf first) and tls.key (PEM RSA private key, PKCS#1 or PKCS#8, unencrypted).
+type ClientCertificateReference struct {
+	// name of the Secret, in the same namespace as the DatabricksCredential.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
 }
 
 // DatabricksIdentity is a Databricks-managed service principal using OAuth machine-to-machine
@@ -171,6 +231,55 @@ type OAuth2Identity struct {
 	// +optional
 	// +kubebuilder:default=Header
 	AuthStyle AuthStyle `json:"authStyle,omitempty"`
+}
+
+// FederationIdentity obtains the token with Databricks OAuth token federation: the operator
+// requests a token of a Kubernetes ServiceAccount (TokenRequest API) and exchanges it at
+// `POST {host}/oidc/v1/token` (RFC 8693 token exchange, grant_type
+// urn:ietf:params:oauth:grant-type:token-exchange, subject_token_type
+// urn:ietf:params:oauth:token-type:jwt). No client secret exists anywhere. A Databricks
+// federation policy must trust the token: issuer = the cluster's service-account issuer, subject =
+// system:serviceaccount:<namespace>:<serviceAccountName>, audiences including audience. The
+// Databricks token lives no longer than the ServiceAccount token (expirationSeconds).
+type FederationIdentity struct {
+	// serviceAccountName is a ServiceAccount in the credential's namespace whose token is
+	// exchanged. There is no namespace field: a credential can only use its own namespace's
+	// ServiceAccounts, so the policy's subject is system:serviceaccount:<this namespace>:<name>.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	ServiceAccountName string `json:"serviceAccountName"`
+
+	// audience of the ServiceAccount token (its aud claim); the federation policy must list it in
+	// its audiences. A policy without audiences accepts only the Databricks account ID, which the
+	// operator cannot know, so this field is required: use the account ID, or the audience the
+	// policy lists. Never the API server's own audience (e.g. https://kubernetes.default.svc):
+	// such a token would also be valid against the cluster.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:Pattern=`^[!-~]+$`
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('https://kubernetes.default.svc')",message="federation.audience must not be the Kubernetes API server's audience"
+	Audience string `json:"audience"`
+
+	// clientID is the application ID (a UUID) of the Databricks service principal whose service
+	// principal federation policy trusts the token; it is sent as client_id. Leave it empty for an
+	// account-wide federation policy, which maps the token's subject to a user or service principal.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`
+	ClientID string `json:"clientID,omitempty"`
+
+	// expirationSeconds is the requested lifetime of the ServiceAccount token, and so the longest
+	// the Databricks token can live: Databricks issues it for at most the federated token's
+	// remaining lifetime. Default 3600 (one hour, Databricks' usual token lifetime); minimum 600,
+	// the TokenRequest API's minimum. The API server may shorten it
+	// (--service-account-max-token-expiration).
+	// +optional
+	// +kubebuilder:default=3600
+	// +kubebuilder:validation:Minimum=600
+	// +kubebuilder:validation:Maximum=86400
+	ExpirationSeconds int64 `json:"expirationSeconds,omitempty"`
 }
 
 // CABundleReference points at a ConfigMap in the credential's namespace holding PEM certificates
@@ -235,19 +344,20 @@ type TargetSecret struct {
 
 // DatabricksCredentialSpec is the desired token: which identity obtains it, for which workspace,
 // how early it is renewed, and where it is written.
-// +kubebuilder:validation:XValidation:rule="[has(self.azure), has(self.databricks), has(self.oauth2)].filter(x, x).size() == 1",message="exactly one identity block must be set: azure, databricks or oauth2"
+// +kubebuilder:validation:XValidation:rule="[has(self.azure), has(self.databricks), has(self.oauth2), has(self.federation)].filter(x, x).size() == 1",message="exactly one identity block must be set: azure, databricks, oauth2 or federation"
 type DatabricksCredentialSpec struct {
 	// host is the Databricks workspace URL, e.g. https://adb-1234567890123456.7.azuredatabricks.net
 	// or https://dbc-a1b2c3d4-e5f6.cloud.databricks.com. https only. It is written to the Secret
-	// as DATABRICKS_HOST and, for the databricks block, is where the token is requested
-	// ({host}/oidc/v1/token).
+	// as DATABRICKS_HOST and, for the databricks and federation blocks, is where the token is
+	// requested ({host}/oidc/v1/token).
 	// +required
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''",message="host must be an https:// URL, e.g. https://adb-1234567890123456.7.azuredatabricks.net"
 	Host string `json:"host"`
 
-	// azure obtains the token from Microsoft Entra ID with a service principal's client secret.
-	// Exactly one of azure, databricks and oauth2 must be set.
+	// azure obtains the token from Microsoft Entra ID with an application's client secret,
+	// ServiceAccount token (workload identity) or certificate.
+	// Exactly one of azure, databricks, oauth2 and federation must be set.
 	// +optional
 	Azure *AzureIdentity `json:"azure,omitempty"`
 
@@ -260,8 +370,14 @@ type DatabricksCredentialSpec struct {
 	// +optional
 	OAuth2 *OAuth2Identity `json:"oauth2,omitempty"`
 
+	// federation obtains the token from the workspace's own OAuth endpoint by exchanging a
+	// Kubernetes ServiceAccount token (Databricks OAuth token federation); no client secret exists.
+	// +optional
+	Federation *FederationIdentity `json:"federation,omitempty"`
+
 	// scopes requested, sent space-separated. When set they replace the block's default:
-	// azure "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d/.default", databricks "all-apis", oauth2 none.
+	// azure "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d/.default", databricks and federation "all-apis",
+	// oauth2 none.
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=32
@@ -343,8 +459,9 @@ type DatabricksCredentialStatus struct {
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // DatabricksCredential keeps a short-lived Databricks workspace OAuth token, obtained with a
-// service principal's client credentials, fresh in a Secret that job pods (dbt, the Databricks
-// CLI, SDKs) mount. The service principal's own secret never leaves the operator.
+// service principal's client credentials (or, with no secret at all, a ServiceAccount token or a
+// certificate), fresh in a Secret that job pods (dbt, the Databricks CLI, SDKs) mount. The
+// service principal's own credentials never leave the operator.
 type DatabricksCredential struct {
 	metav1.TypeMeta `json:",inline"`
 	// +optional
@@ -373,17 +490,41 @@ func init() {
 }
 
 // ClientSecretRef returns the client-credentials reference of whichever identity block is set,
-// or nil when none is.
+// or nil when none is or the block uses no client secret.
 func (s *DatabricksCredentialSpec) ClientSecretRef() *ClientSecretReference {
 	switch {
 	case s.Azure != nil:
-		return &s.Azure.ClientSecretRef
+		return s.Azure.ClientSecretRef
 	case s.Databricks != nil:
 		return &s.Databricks.ClientSecretRef
 	case s.OAuth2 != nil:
 		return &s.OAuth2.ClientSecretRef
 	}
 	return nil
+}
+
+// CredentialsSecretName is the Secret holding the identity's credentials: the client-credentials
+// Secret or the client-certificate Secret. Empty when the identity uses no Secret.
+func (s *DatabricksCredentialSpec) CredentialsSecretName() string {
+	if ref := s.ClientSecretRef(); ref != nil {
+		return ref.Name
+	}
+	if s.Azure != nil && s.Azure.ClientCertificateRef != nil {
+		return s.Azure.ClientCertificateRef.Name
+	}
+	return ""
+}
+
+// ServiceAccountName is the ServiceAccount whose token proves the identity (federation or
+// azure.workloadIdentity), empty otherwise.
+func (s *DatabricksCredentialSpec) ServiceAccountName() string {
+	switch {
+	case s.Federation != nil:
+		return s.Federation.ServiceAccountName
+	case s.Azure != nil && s.Azure.WorkloadIdentity != nil:
+		return s.Azure.WorkloadIdentity.ServiceAccountName
+	}
+	return ""
 }
 
 // TargetName is the name of the Secret the token is written to.

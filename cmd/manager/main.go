@@ -121,6 +121,10 @@ func run(ctx context.Context, o options) error {
 	if err := r.SetupWithManager(ctx, mgr, controllers.SetupOptions{Namespaces: namespaces, MaxConcurrentReconciles: o.maxConcurrentReconciles}); err != nil {
 		return fmt.Errorf("setting up the controller: %w", err)
 	}
+	cr := &controllers.ClusterDatabricksCredentialReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Provider: provider}
+	if err := cr.SetupWithManager(ctx, mgr, controllers.SetupOptions{Namespaces: namespaces, MaxConcurrentReconciles: o.maxConcurrentReconciles}); err != nil {
+		return fmt.Errorf("setting up the cluster credential controller: %w", err)
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}

@@ -75,6 +75,14 @@ var entraHint = map[int]struct{ reason, hint string }{
 	500011:  {v1alpha1.ReasonNotFound, "the resource is not in the tenant: check spec.scopes (Azure Databricks is 2ff814a6-3304-4ab8-85cb-cd0e6f879c1d/.default)"},
 	1002012: {v1alpha1.ReasonUnauthorized, "client-credentials scopes must end in /.default: check spec.scopes"},
 	70011:   {v1alpha1.ReasonUnauthorized, "the scope is not valid: check spec.scopes"},
+	// Secretless Entra identities: federated ServiceAccount tokens and certificate assertions.
+	70021:  {v1alpha1.ReasonInvalidClient, "no federated identity credential on the app matches the ServiceAccount token: add one with the cluster's service-account issuer, subject system:serviceaccount:<namespace>:<serviceAccountName> and audience api://AzureADTokenExchange"},
+	700211: {v1alpha1.ReasonInvalidClient, "no federated identity credential on the app has the token's issuer: it must be the cluster's service-account issuer, exactly (kubectl get --raw /.well-known/openid-configuration)"},
+	700212: {v1alpha1.ReasonInvalidClient, "no federated identity credential on the app has the token's audience: it must be api://AzureADTokenExchange"},
+	700213: {v1alpha1.ReasonInvalidClient, "no federated identity credential on the app has the token's subject: it must be system:serviceaccount:<namespace>:<serviceAccountName>, case-sensitive"},
+	700024: {v1alpha1.ReasonInvalidClient, "the client assertion is outside its valid time range: check the clocks of the operator and the API server"},
+	700027: {v1alpha1.ReasonInvalidClient, "the client assertion's signature does not verify: for clientCertificateRef, upload tls.crt to the app registration (Certificates & secrets); for workloadIdentity, check that the issuer's published keys are the cluster's"},
+	50027:  {v1alpha1.ReasonInvalidClient, "the client assertion is not a valid JWT: check spec.azure.workloadIdentity or spec.azure.clientCertificateRef"},
 }
 
 // oauthHint maps RFC 6749 error codes (and Databricks', which follow them) to a reason and hint.

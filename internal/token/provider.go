@@ -97,7 +97,8 @@ func NewClientCredentials(opts Options) *ClientCredentials {
 	return &ClientCredentials{opts: opts, transports: map[[32]byte]*http.Transport{}}
 }
 
-// Token performs one client-credentials exchange. Every failure is an *Error.
+// Token performs one exchange: client credentials through x/oauth2, or, for identities without a
+// client secret, the assertion exchanges of exchange.go. Every failure is an *Error.
 func (p *ClientCredentials) Token(ctx context.Context, req Request) (Token, error) {
 	if !p.opts.AllowedHosts.Allows(req.TokenURL) {
 		return Token{}, &Error{Reason: v1alpha1.ReasonHostNotAllowed,
@@ -129,6 +130,9 @@ func (p *ClientCredentials) Token(ctx context.Context, req Request) (Token, erro
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
 	issuedAt := p.opts.Clock.Now().Truncate(time.Second)
+	if req.usesAssertion() {
+		return p.assertionExchange(ctx, client, rec, req, issuedAt)
+	}
 	tok, err := cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, client))
 	if err != nil {
 		return Token{}, p.classify(ctx, err, rec, req)
@@ -224,13 +228,13 @@ func (p *ClientCredentials) classify(ctx context.Context, err error, rec *respon
 	now := p.opts.Clock.Now()
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) && re.Response != nil {
-		return scrub(classifyHTTP(re.Response.StatusCode, re.Response.Header, re.Body, now, req.ClientSecret), req)
+		return scrub(classifyHTTP(re.Response.StatusCode, re.Response.Header, re.Body, now, req.secret()), req)
 	}
 	status, header := rec.last()
 	if status != 0 && ctx.Err() == nil {
 		// x/oauth2 got an answer but could not read a token from it (malformed JSON, no
 		// access_token). The body is gone; what we know is the status and content type.
-		e := classifyHTTP(status, header, nil, now, req.ClientSecret)
+		e := classifyHTTP(status, header, nil, now, req.secret())
 		if status >= 200 && status < 300 {
 			e.Message = "the token response could not be read (malformed, or no access_token)"
 			if ct := header.Get("Content-Type"); ct != "" && !isJSONContentType(ct, nil) {
@@ -262,14 +266,15 @@ func (p *ClientCredentials) classify(ctx context.Context, err error, rec *respon
 	return scrub(e, req)
 }
 
-// scrub is the last line of defence: no text we return may contain the client secret, whatever a
-// provider chose to echo back.
+// scrub is the last line of defence: no text we return may contain the client secret (or the
+// ServiceAccount token or client assertion), whatever a provider chose to echo back.
 func scrub(e *Error, req Request) *Error {
-	if req.ClientSecret == "" {
+	secret := req.secret()
+	if secret == "" {
 		return e
 	}
 	for _, s := range []*string{&e.Code, &e.Message, &e.Hint} {
-		*s = redact(*s, req.ClientSecret)
+		*s = redact(*s, secret)
 	}
 	return e
 }

@@ -35,7 +35,7 @@ func azureSpec(authority, tenant string, scopes ...string) *v1alpha1.DatabricksC
 		Azure: &v1alpha1.AzureIdentity{
 			TenantID:        tenant,
 			AuthorityHost:   authority,
-			ClientSecretRef: v1alpha1.ClientSecretReference{Name: "sp"},
+			ClientSecretRef: &v1alpha1.ClientSecretReference{Name: "sp"},
 		},
 		Scopes: scopes,
 	}

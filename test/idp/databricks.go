@@ -36,6 +36,11 @@ func (s *Server) databricksToken(w http.ResponseWriter, r *http.Request, c crede
 		writeDatabricksError(w, http.StatusMethodNotAllowed, "invalid_request", "Only POST is allowed on the token endpoint")
 		return
 	}
+	// Token federation authenticates with the federated token, not client credentials.
+	if r.PostForm.Get("grant_type") == GrantTypeTokenExchange {
+		s.databricksTokenExchange(w, r, rec)
+		return
+	}
 	s.mu.Lock()
 	want, known := s.dbClients[c.clientID]
 	s.mu.Unlock()

@@ -12,6 +12,17 @@
 //     (or HTTP Basic), answered like login.microsoftonline.com, including the AADSTS error codes,
 //     the "\r\nTrace ID: …\r\nCorrelation ID: …\r\nTimestamp: …" suffix of error_description and
 //     the error_codes/trace_id/correlation_id/error_uri fields.
+//   - Databricks OAuth token federation: POST /oidc/v1/token with grant_type
+//     urn:ietf:params:oauth:grant-type:token-exchange (RFC 8693). The subject_token is verified
+//     for real against a registered FederationPolicy (AddFederationPolicy): signature (RS256 or
+//     ES256, the policy's JWKS), issuer, audience, subject, exp and nbf. The issued token lives
+//     no longer than the subject token.
+//   - Entra client assertions (RFC 7523 jwt-bearer) on the v2.0 token endpoint: federated
+//     ServiceAccount tokens against a federated identity credential
+//     (AddAzureFederatedCredential), and certificate-signed assertions against an uploaded
+//     certificate (AddAzureCertificate: x5t#S256, PS256/RS256 signature, aud = the token
+//     endpoint, iss = sub = client ID, jti, nbf/exp, at most ten minutes), with Entra's AADSTS
+//     codes for each failure.
 //
 // Why a faithful fake rather than a stub: the operator's Ready reasons (InvalidClient, NotFound,
 // Unauthorized, RefreshFailing, ...) are derived from exactly these status codes, error codes and
@@ -22,9 +33,10 @@
 // with 400, not 404, and an unknown client with unauthorized_client, not invalid_client).
 //
 // Besides the token endpoints the server offers what a test needs to observe and disturb the
-// exchange: fault injection (FailNext), a record of every request without secrets (Requests),
-// the list of every token it issued (IssuedTokens, to assert none leaked into logs or status),
-// and token validation as a resource server would do it (ValidateToken, JWKS).
+// exchange: fault injection (FailNext), a record of every request without secrets (Requests,
+// including what a presented assertion claimed and whether it verified), the list of every token
+// it issued and every assertion it received (IssuedTokens, Assertions: to assert none leaked into
+// logs or status), and token validation as a resource server would do it (ValidateToken, JWKS).
 //
 // Where the real provider's behaviour is not publicly documented (for example the order in which
 // Entra checks a request, or what Databricks says about a missing scope), the choice made here is

@@ -58,8 +58,9 @@ const (
 // (the tenant is resolved from the URL before the request is read; the request is validated
 // before the client is authenticated; the resource is resolved last):
 // tenant (90002), method (900561), grant_type (900144/70003), client_id (900144),
-// scope (900144/1002012/70011), app (700016), secret (7000216/7000222/7000215),
-// resource (500011).
+// scope (900144/1002012/70011), app (700016), then either the client assertion
+// (entra_assertion.go: 900144, 50027, 70021, 700211-700213, 700027, 700024, 700023, 700021,
+// 50048) or the secret (7000216/7000222/7000215), resource (500011).
 func (s *Server) entraToken(w http.ResponseWriter, r *http.Request, tenantSeg string, c credentials, rec *Request) {
 	tenantID, tenantOK, app, appOK := s.lookupAzureApp(tenantSeg, c.clientID)
 	if !tenantOK {
@@ -110,19 +111,14 @@ func (s *Server) entraToken(w http.ResponseWriter, r *http.Request, tenantSeg st
 			fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", c.clientID, tenantSeg))
 		return
 	}
-	if c.secret == "" {
-		s.writeEntraError(w, r, http.StatusUnauthorized, "invalid_client", AADSTSMissingCredential,
-			"'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.")
-		return
-	}
-	if !secretMatches(app.secretHash, c.secret) {
-		s.writeEntraError(w, r, http.StatusUnauthorized, "invalid_client", AADSTSInvalidSecret,
-			fmt.Sprintf("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'.", c.clientID))
-		return
-	}
-	if app.expired {
-		s.writeEntraError(w, r, http.StatusUnauthorized, "invalid_client", AADSTSSecretExpired,
-			fmt.Sprintf("The provided client secret keys for app '%s' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds.", c.clientID))
+	// appidacr of the issued token: "1" for a client secret, "2" for a certificate or assertion.
+	acr := "1"
+	if r.PostForm.Has("client_assertion") || r.PostForm.Has("client_assertion_type") {
+		if !s.verifyClientAssertion(w, r, app, rec) {
+			return
+		}
+		acr = "2"
+	} else if !s.verifyClientSecret(w, r, c, app) {
 		return
 	}
 
@@ -134,7 +130,7 @@ func (s *Server) entraToken(w http.ResponseWriter, r *http.Request, tenantSeg st
 	}
 
 	lifetime, omit := s.tokenSettings()
-	token, err := s.mintEntra(tenantID, app, lifetime)
+	token, err := s.mintEntra(tenantID, app, acr, lifetime)
 	if err != nil {
 		s.writeEntraError(w, r, http.StatusInternalServerError, "server_error", AADSTSServerError,
 			"There was an error issuing a token or an issue with our sign-in service.")
@@ -148,6 +144,26 @@ func (s *Server) entraToken(w http.ResponseWriter, r *http.Request, tenantSeg st
 	}
 	s.setEntraHeaders(w, r, newUUID())
 	writeJSON(w, "application/json; charset=utf-8", http.StatusOK, resp)
+}
+
+// verifyClientSecret authenticates a client secret and answers the error itself when it fails.
+func (s *Server) verifyClientSecret(w http.ResponseWriter, r *http.Request, c credentials, app azureApp) bool {
+	if c.secret == "" {
+		s.writeEntraError(w, r, http.StatusUnauthorized, "invalid_client", AADSTSMissingCredential,
+			"'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.")
+		return false
+	}
+	if app.noSecret || !secretMatches(app.secretHash, c.secret) {
+		s.writeEntraError(w, r, http.StatusUnauthorized, "invalid_client", AADSTSInvalidSecret,
+			fmt.Sprintf("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'.", c.clientID))
+		return false
+	}
+	if app.expired {
+		s.writeEntraError(w, r, http.StatusUnauthorized, "invalid_client", AADSTSSecretExpired,
+			fmt.Sprintf("The provided client secret keys for app '%s' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds.", c.clientID))
+		return false
+	}
+	return true
 }
 
 // isAzureDatabricksResource accepts the AzureDatabricks application ID and its api:// app ID

@@ -64,6 +64,21 @@ type Request struct {
 	Status        int    // status code answered; 0 if the client gave up (or the server closed) before an answer
 	Injected      bool   // the answer came from FailNext
 	IssuedToken   string // the access token issued, if any ("" otherwise)
+
+	// Requests that prove the client's identity with a JWT instead of a secret: a Databricks
+	// token exchange (the federated token in subject_token) or an Entra client assertion.
+	// The token itself is not recorded here (see Assertions); these fields describe it.
+	AssertionType string // "subject_token", "client_assertion", or "" when neither was sent
+	// AssertionVerified reports that the signature (against the registered JWKS or certificate),
+	// issuer, subject, audience and validity period all checked out.
+	AssertionVerified   bool
+	AssertionAlg        string    // the JWT header's alg, e.g. ES256 or PS256
+	AssertionThumbprint string    // the header's x5t#S256 (certificate assertions)
+	AssertionIssuer     string    // iss, as presented (before verification)
+	AssertionSubject    string    // sub, as presented
+	AssertionAudience   []string  // aud, as presented
+	AssertionIssuedAt   time.Time // iat, zero when absent
+	AssertionExpiresAt  time.Time // exp, zero when absent
 }
 
 // Server is a fake Databricks + Entra ID token endpoint over TLS. All methods are safe for
@@ -90,6 +105,8 @@ type Server struct {
 	failures      []*failureRule
 	requests      []Request
 	issued        []string
+	federation    []*federationPolicy
+	assertions    []string
 }
 
 type tenant struct {
@@ -101,7 +118,10 @@ type azureApp struct {
 	clientID   string
 	objectID   string // the service principal's object ID (oid claim)
 	secretHash [sha256.Size]byte
+	noSecret   bool // registered through a federated credential or certificate only
 	expired    bool
+	federated  []azureFederatedCredential
+	certs      []azureCertificate
 }
 
 // Start generates a CA, a serving certificate (valid for 127.0.0.1, ::1 and localhost) and an
@@ -231,6 +251,7 @@ func (s *Server) AddAzureApp(tenantID, clientID, secret string) {
 		t.apps[key] = app
 	}
 	app.secretHash = sha256.Sum256([]byte(secret))
+	app.noSecret = false
 	app.expired = false
 }
 
@@ -279,6 +300,7 @@ func (s *Server) Requests() []Request {
 	out := make([]Request, len(s.requests))
 	for i, r := range s.requests {
 		r.FormKeys = append([]string(nil), r.FormKeys...)
+		r.AssertionAudience = append([]string(nil), r.AssertionAudience...)
 		out[i] = r
 	}
 	return out
@@ -303,6 +325,15 @@ func (s *Server) TokenRequestCount() int {
 		}
 	}
 	return n
+}
+
+// Assertions returns every federated token (subject_token) and client assertion received since
+// Start, verified or not, so that tests can assert none of them reached logs, events or status.
+// ResetRequests does not clear it.
+func (s *Server) Assertions() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.assertions...)
 }
 
 // ResetRequests forgets recorded requests (not IssuedTokens).
@@ -424,6 +455,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.FormKeys = append(rec.FormKeys, k)
 	}
 	sort.Strings(rec.FormKeys)
+	var assertion string
+	for _, k := range []string{"subject_token", "client_assertion"} {
+		if v := r.PostForm.Get(k); v != "" {
+			rec.AssertionType, assertion = k, v
+		}
+	}
 
 	sw := &statusWriter{ResponseWriter: w}
 	defer func() {
@@ -432,6 +469,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.requests = append(s.requests, rec)
 		if rec.IssuedToken != "" {
 			s.issued = append(s.issued, rec.IssuedToken)
+		}
+		if assertion != "" {
+			s.assertions = append(s.assertions, assertion)
 		}
 		s.mu.Unlock()
 	}()

@@ -155,7 +155,7 @@ type entraClaims struct {
 	Expiry   int64  `json:"exp"`
 	AIO      string `json:"aio"`
 	AppID    string `json:"appid"`
-	AppIDACR string `json:"appidacr"` // "1": authenticated with a client secret
+	AppIDACR string `json:"appidacr"` // "1": authenticated with a client secret; "2": a certificate or client assertion
 	IDP      string `json:"idp"`
 	IDTyp    string `json:"idtyp"`
 	OID      string `json:"oid"`
@@ -191,7 +191,7 @@ func (s *Server) mintDatabricks(host, clientID, scope string, lifetime time.Dura
 		})
 }
 
-func (s *Server) mintEntra(tenantID string, app azureApp, lifetime time.Duration) (string, error) {
+func (s *Server) mintEntra(tenantID string, app azureApp, acr string, lifetime time.Duration) (string, error) {
 	iat, exp := tokenTimes(s.clock(), lifetime)
 	iss := "https://sts.windows.net/" + tenantID + "/"
 	return s.signer.sign(
@@ -204,7 +204,7 @@ func (s *Server) mintEntra(tenantID string, app azureApp, lifetime time.Duration
 			Expiry:   exp,
 			AIO:      randB64(48),
 			AppID:    app.clientID,
-			AppIDACR: "1",
+			AppIDACR: acr,
 			IDP:      iss,
 			IDTyp:    "app",
 			OID:      app.objectID,

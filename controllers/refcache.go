@@ -1,0 +1,47 @@
+package controllers
+
+import (
+	"context"
+	"sync"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+)
+
+// sharedReferenceCache returns the manager's reference cache, creating it on first use, so that
+// the DatabricksCredential and ClusterDatabricksCredential controllers share one metadata informer
+// per kind instead of each holding every Secret's metadata. The first caller's namespaces apply
+// (both controllers get the manager's --namespaces). The entry is dropped when the manager stops.
+func sharedReferenceCache(mgr ctrl.Manager, namespaces []string) (cache.Cache, error) {
+	refCachesMu.Lock()
+	defer refCachesMu.Unlock()
+	if c, ok := refCaches[mgr]; ok {
+		return c, nil
+	}
+	c, err := newReferenceCache(mgr, namespaces)
+	if err != nil {
+		return nil, err
+	}
+	refCaches[mgr] = c
+	return c, mgr.Add(forgetOnStop(func() {
+		refCachesMu.Lock()
+		defer refCachesMu.Unlock()
+		delete(refCaches, mgr)
+	}))
+}
+
+var (
+	refCachesMu sync.Mutex
+	refCaches   = map[ctrl.Manager]cache.Cache{}
+)
+
+// forgetOnStop runs f when the manager stops, on every replica (leader or not).
+type forgetOnStop func()
+
+func (f forgetOnStop) Start(ctx context.Context) error {
+	<-ctx.Done()
+	f()
+	return nil
+}
+
+func (forgetOnStop) NeedLeaderElection() bool { return false }
