@@ -24,7 +24,7 @@ func (r *ClusterDatabricksCredentialReconciler) resolveInputs(ctx context.Contex
 		return token.NewRequest(&spec, "", "", nil) // reports the missing block
 	}
 	var sec corev1.Secret
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, &sec); err != nil {
+	if err := r.references().Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, &sec); err != nil {
 		if apierrors.IsNotFound(err) {
 			return token.Request{}, &token.Error{Reason: v1alpha1.ReasonSecretNotFound,
 				Message: fmt.Sprintf("Secret %q with the client credentials does not exist in namespace %q", ref.Name, ref.Namespace),
@@ -51,7 +51,7 @@ func (r *ClusterDatabricksCredentialReconciler) resolveInputs(ctx context.Contex
 
 func (r *ClusterDatabricksCredentialReconciler) caBundle(ctx context.Context, ref *v1alpha1.ClusterCABundleReference) ([]byte, error) {
 	var cm corev1.ConfigMap
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, &cm); err != nil {
+	if err := r.references().Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, &cm); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, &token.Error{Reason: v1alpha1.ReasonSecretNotFound,
 				Message: fmt.Sprintf("ConfigMap %q named by caBundleRef does not exist in namespace %q", ref.Name, ref.Namespace),

@@ -72,6 +72,7 @@ func (r *ClusterDatabricksCredentialReconciler) SetupWithManager(ctx context.Con
 	if err != nil {
 		return err
 	}
+	r.refs = newReferenceReader(r.APIReader, refCache, mgr.GetScheme())
 	secretMeta := &metav1.PartialObjectMetadata{}
 	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	configMapMeta := &metav1.PartialObjectMetadata{}

@@ -56,6 +56,16 @@ type ClusterDatabricksCredentialReconciler struct {
 	initOnce sync.Once
 	memory   *tokenMemory
 	shared   *token.SharedCache
+	// refs reads referenced objects only when they changed; nil (direct tests) reads APIReader.
+	refs *referenceReader
+}
+
+// references is the reader for the objects a cluster credential refers to.
+func (r *ClusterDatabricksCredentialReconciler) references() client.Reader {
+	if r.refs != nil {
+		return r.refs
+	}
+	return r.APIReader
 }
 
 // +kubebuilder:rbac:groups=dbtoken.io,resources=clusterdatabrickscredentials,verbs=get;list;watch

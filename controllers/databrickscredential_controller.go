@@ -53,6 +53,16 @@ type DatabricksCredentialReconciler struct {
 	memory   *tokenMemory
 	// shared lets credentials with the same identity share one exchange and token.
 	shared *token.SharedCache
+	// refs reads referenced objects only when they changed; nil (direct tests) reads APIReader.
+	refs *referenceReader
+}
+
+// references is the reader for the objects a credential refers to.
+func (r *DatabricksCredentialReconciler) references() client.Reader {
+	if r.refs != nil {
+		return r.refs
+	}
+	return r.APIReader
 }
 
 // +kubebuilder:rbac:groups=dbtoken.io,resources=databrickscredentials,verbs=get;list;watch

@@ -54,7 +54,7 @@ func (r *DatabricksCredentialReconciler) resolveInputs(ctx context.Context, cred
 
 func (r *DatabricksCredentialReconciler) clientCredentials(ctx context.Context, namespace string, ref *v1alpha1.ClientSecretReference) (clientID, clientSecret string, err error) {
 	var sec corev1.Secret
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &sec); err != nil {
+	if err := r.references().Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &sec); err != nil {
 		if apierrors.IsNotFound(err) {
 			return "", "", &token.Error{Reason: v1alpha1.ReasonSecretNotFound,
 				Message: fmt.Sprintf("Secret %q with the client credentials does not exist in namespace %q", ref.Name, namespace),
@@ -75,7 +75,7 @@ func (r *DatabricksCredentialReconciler) clientCredentials(ctx context.Context, 
 // checked by token.NewRequestFromInputs.
 func (r *DatabricksCredentialReconciler) clientCertificate(ctx context.Context, namespace, name string) (certPEM, keyPEM []byte, err error) {
 	var sec corev1.Secret
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &sec); err != nil {
+	if err := r.references().Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &sec); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, nil, &token.Error{Reason: v1alpha1.ReasonSecretNotFound,
 				Message: fmt.Sprintf("Secret %q with the client certificate does not exist in namespace %q", name, namespace),
@@ -97,7 +97,7 @@ func (r *DatabricksCredentialReconciler) clientCertificate(ctx context.Context, 
 // every other missing input; the ServiceAccount watch brings the credential back when it appears.
 func (r *DatabricksCredentialReconciler) serviceAccountExists(ctx context.Context, namespace, name string) error {
 	var sa corev1.ServiceAccount
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &sa); err != nil {
+	if err := r.references().Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &sa); err != nil {
 		if apierrors.IsNotFound(err) {
 			return errServiceAccountNotFound(namespace, name)
 		}
@@ -142,7 +142,7 @@ func (r *DatabricksCredentialReconciler) serviceAccountToken(ctx context.Context
 
 func (r *DatabricksCredentialReconciler) caBundle(ctx context.Context, namespace string, ref *v1alpha1.CABundleReference) ([]byte, error) {
 	var cm corev1.ConfigMap
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &cm); err != nil {
+	if err := r.references().Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &cm); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, &token.Error{Reason: v1alpha1.ReasonSecretNotFound,
 				Message: fmt.Sprintf("ConfigMap %q named by caBundleRef does not exist in namespace %q", ref.Name, namespace),

@@ -90,6 +90,7 @@ func (r *DatabricksCredentialReconciler) SetupWithManager(ctx context.Context, m
 	if err != nil {
 		return err
 	}
+	r.refs = newReferenceReader(r.APIReader, refCache, mgr.GetScheme())
 	secretMeta := &metav1.PartialObjectMetadata{}
 	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	configMapMeta := &metav1.PartialObjectMetadata{}

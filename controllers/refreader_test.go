@@ -1,0 +1,60 @@
+package controllers
+
+import (
+	"context"
+	"sync/atomic"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// countingReader counts the reads that reach the API server.
+type countingReader struct {
+	client.Reader
+	gets atomic.Int32
+}
+
+func (c *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	c.gets.Add(1)
+	return c.Reader.Get(ctx, key, obj, opts...)
+}
+
+var _ = Describe("referenceReader", func() {
+	It("reads a referenced Secret again only when its resourceVersion changed", func() {
+		ns := newNamespace()
+		newClientSecret(ns, "sp", "client-1")
+		api := &countingReader{Reader: k8sClient}
+		// The apiserver itself answers the metadata reads here; in the manager it is the
+		// metadata-only informer cache.
+		refs := newReferenceReader(api, k8sClient, scheme)
+		key := types.NamespacedName{Namespace: ns, Name: "sp"}
+
+		var first corev1.Secret
+		Expect(refs.Get(suiteCtx, key, &first)).To(Succeed())
+		Expect(api.gets.Load()).To(Equal(int32(1)))
+
+		var second corev1.Secret
+		Expect(refs.Get(suiteCtx, key, &second)).To(Succeed())
+		Expect(api.gets.Load()).To(Equal(int32(1)), "unchanged: served from the copy")
+		Expect(second.Data).To(Equal(first.Data))
+		second.Data["client-id"] = []byte("mutated")
+		var third corev1.Secret
+		Expect(refs.Get(suiteCtx, key, &third)).To(Succeed())
+		Expect(string(third.Data["client-id"])).To(Equal("client-1"), "callers get their own copy")
+
+		rotated := rotateClientSecret(ns, "sp")
+		var fourth corev1.Secret
+		Expect(refs.Get(suiteCtx, key, &fourth)).To(Succeed())
+		Expect(api.gets.Load()).To(Equal(int32(2)), "a new resourceVersion is read at once")
+		Expect(string(fourth.Data["client-secret"])).To(Equal(rotated))
+
+		Expect(k8sClient.Delete(suiteCtx, &fourth)).To(Succeed())
+		var gone corev1.Secret
+		Expect(apierrors.IsNotFound(refs.Get(suiteCtx, key, &gone))).To(BeTrue())
+		Expect(refs.copies).To(BeEmpty(), "no copy outlives its object")
+	})
+})
