@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -59,11 +61,29 @@ func identityKind(spec *v1alpha1.DatabricksCredentialSpec) string {
 	return "unknown"
 }
 
+// seriesKinds remembers the identity kind each credential's series carry, so that a change of
+// kind or a deletion removes exactly those series. Deleting by exact label values keeps a pass
+// O(1); DeletePartialMatch scans every series of a vector and, called on every pass, made the
+// manager's CPU grow with the square of the number of credentials (found by test/bench).
+var seriesKinds = struct {
+	sync.Mutex
+	m map[types.NamespacedName]string
+}{m: map[types.NamespacedName]string{}}
+
+var conditionValues = []metav1.ConditionStatus{metav1.ConditionTrue, metav1.ConditionFalse, metav1.ConditionUnknown}
+
 // recordStatus exports the credential's status as gauges; called once per pass.
 func recordStatus(cred *v1alpha1.DatabricksCredential) {
-	labels := prometheus.Labels{"namespace": cred.Namespace, "name": cred.Name, "identity": identityKind(&cred.Spec)}
-	// A change of identity kind must not leave the old kind's series behind.
-	forgetOtherKinds(cred)
+	key := types.NamespacedName{Namespace: cred.Namespace, Name: cred.Name}
+	kind := identityKind(&cred.Spec)
+	seriesKinds.Lock()
+	if prev, ok := seriesKinds.m[key]; ok && prev != kind {
+		deleteGauges(key, prev)
+	}
+	seriesKinds.m[key] = kind
+	seriesKinds.Unlock()
+
+	labels := prometheus.Labels{"namespace": cred.Namespace, "name": cred.Name, "identity": kind}
 	setTimestamp(expirationTimestamp.With(labels), cred.Status.ExpiresAt)
 	setTimestamp(nextRefreshTimestamp.With(labels), cred.Status.NextRefreshTime)
 	consecutiveFailures.With(labels).Set(float64(cred.Status.FailedRefreshAttempts))
@@ -71,12 +91,12 @@ func recordStatus(cred *v1alpha1.DatabricksCredential) {
 	if c := meta.FindStatusCondition(cred.Status.Conditions, v1alpha1.ConditionReady); c != nil {
 		current = c.Status
 	}
-	for _, s := range []metav1.ConditionStatus{metav1.ConditionTrue, metav1.ConditionFalse, metav1.ConditionUnknown} {
+	for _, s := range conditionValues {
 		v := 0.0
 		if s == current {
 			v = 1
 		}
-		readyStatus.With(prometheus.Labels{"namespace": cred.Namespace, "name": cred.Name, "identity": labels["identity"], "condition": string(s)}).Set(v)
+		readyStatus.WithLabelValues(cred.Namespace, cred.Name, kind, string(s)).Set(v)
 	}
 }
 
@@ -91,23 +111,24 @@ func recordAttempt(cred *v1alpha1.DatabricksCredential, success bool, reason str
 
 // forgetMetrics drops every series of a deleted credential.
 func forgetMetrics(key types.NamespacedName) {
-	match := prometheus.Labels{"namespace": key.Namespace, "name": key.Name}
-	for _, v := range []*prometheus.GaugeVec{expirationTimestamp, nextRefreshTimestamp, consecutiveFailures, readyStatus} {
-		v.DeletePartialMatch(match)
+	seriesKinds.Lock()
+	kind, ok := seriesKinds.m[key]
+	delete(seriesKinds.m, key)
+	seriesKinds.Unlock()
+	if !ok {
+		return
 	}
-	refreshAttempts.DeletePartialMatch(match)
+	deleteGauges(key, kind)
+	// Attempts carry result and reason labels; a scan on deletion (not on every pass) is fine.
+	refreshAttempts.DeletePartialMatch(prometheus.Labels{"namespace": key.Namespace, "name": key.Name})
 }
 
-func forgetOtherKinds(cred *v1alpha1.DatabricksCredential) {
-	kind := identityKind(&cred.Spec)
-	for _, other := range []string{"azure", "databricks", "oauth2", "federation", "unknown"} {
-		if other == kind {
-			continue
-		}
-		match := prometheus.Labels{"namespace": cred.Namespace, "name": cred.Name, "identity": other}
-		for _, v := range []*prometheus.GaugeVec{expirationTimestamp, nextRefreshTimestamp, consecutiveFailures, readyStatus} {
-			v.DeletePartialMatch(match)
-		}
+func deleteGauges(key types.NamespacedName, kind string) {
+	for _, v := range []*prometheus.GaugeVec{expirationTimestamp, nextRefreshTimestamp, consecutiveFailures} {
+		v.DeleteLabelValues(key.Namespace, key.Name, kind)
+	}
+	for _, s := range conditionValues {
+		readyStatus.DeleteLabelValues(key.Namespace, key.Name, kind, string(s))
 	}
 }
 
