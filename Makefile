@@ -58,9 +58,13 @@ test: manifests generate fmt vet setup-envtest ## Run unit, envtest controller a
 test-monitoring: setup-envtest ## Check and unit-test the alerts (promtool), the dashboard and config/prometheus (part of `make test`).
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./test/monitoring/ -count=1 $(GOTESTFLAGS)
 
+# Flags for the scale benchmark, e.g. BENCH_FLAGS="-n 10000 -m 100 -k 10000" (go run ./test/bench -h).
+BENCH_FLAGS ?=
+
 .PHONY: bench
-bench: ## Run the Go benchmarks (rendering, hashing, a TLS token exchange); figures go in docs/performance.md.
+bench: setup-envtest ## Run the micro-benchmarks and the scale benchmark (test/bench, BENCH_FLAGS=...); figures in docs/performance.md.
 	go test -run='^$$' -bench=. -benchmem ./internal/... ./test/idp/
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./test/bench $(BENCH_FLAGS)
 
 ##@ Demo
 

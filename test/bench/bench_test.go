@@ -1,0 +1,91 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
+)
+
+// The benchmark itself needs a control plane; these cover the arithmetic and parsing it reports.
+
+func TestPercentilesCountMissingAsNotReached(t *testing.T) {
+	v := []float64{5, 1, 3, 2, 4}
+	l := percentiles(append([]float64(nil), v...), 5)
+	if *l.P50 != 3 || *l.P99 != 5 || *l.Max != 5 {
+		t.Fatalf("got p50 %v p99 %v max %v", *l.P50, *l.P99, *l.Max)
+	}
+	// 5 of 10 Ready: the median is the 5th value, p99 and max were never reached.
+	l = percentiles(append([]float64(nil), v...), 10)
+	if l.P50 == nil || *l.P50 != 5 || l.P99 != nil || l.Max != nil {
+		t.Fatalf("with half Ready: p50 %v p99 %v max %v", l.P50, l.P99, l.Max)
+	}
+	// 100 values, nearest rank: p99 is the 99th.
+	var h []float64
+	for i := 1; i <= 100; i++ {
+		h = append(h, float64(i))
+	}
+	if l := percentiles(h, 100); *l.P50 != 50 || *l.P99 != 99 || *l.Max != 100 {
+		t.Fatalf("1..100: p50 %v p99 %v max %v", *l.P50, *l.P99, *l.Max)
+	}
+}
+
+func TestParseGCLine(t *testing.T) {
+	line := "gc 12 @3.204s 1%: 0.021+2.1+0.004 ms clock, 0.043+0.11/1.0/2.1+0.008 ms cpu, 30->31->15 MB, 31 MB goal, 0 MB stacks, 0 MB globals, 2 P"
+	g, ok := parseGCLine(line, time.Time{})
+	if !ok || g.HeapStart != 30 || g.HeapEnd != 31 || g.Live != 15 || g.Goal != 31 {
+		t.Fatalf("got %+v, %v", g, ok)
+	}
+	if _, ok := parseGCLine(`{"level":"info","msg":"gc 1 @ in a log line"}`, time.Time{}); ok {
+		t.Fatal("a log line was parsed as a GC trace")
+	}
+}
+
+func TestStatusDiff(t *testing.T) {
+	ready := func(msg string, at time.Time) v1alpha1.DatabricksCredentialStatus {
+		return v1alpha1.DatabricksCredentialStatus{Conditions: []metav1.Condition{{
+			Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonTokenIssued,
+			Message: msg, LastTransitionTime: metav1.NewTime(at)}}}
+	}
+	now := time.Unix(1_800_000_000, 0)
+	empty := v1alpha1.DatabricksCredentialStatus{}
+	a, b := ready("x", now), ready("y", now)
+	cases := []struct {
+		from, to *v1alpha1.DatabricksCredentialStatus
+		want     string
+	}{
+		{&empty, &a, "status set (Ready=True/TokenIssued)"},
+		{&a, &empty, "status wiped"},
+		{&a, &b, "Ready message"},
+		{&a, &a, "nothing in status (metadata or spec)"},
+	}
+	for _, c := range cases {
+		if got := statusDiff(c.from, c.to); got != c.want {
+			t.Errorf("statusDiff = %q, want %q", got, c.want)
+		}
+	}
+	later := ready("x", now.Add(time.Second))
+	if got := statusDiff(&a, &later); got != "Ready lastTransitionTime" {
+		t.Errorf("statusDiff = %q", got)
+	}
+}
+
+func TestLayoutKeepsEachIdentityInOneNamespace(t *testing.T) {
+	l := layout{n: 1000, m: 20, namespaces: 4}
+	seen := map[string]string{}
+	for i := 0; i < l.n; i++ {
+		sp, ns := l.spName(i%l.m), l.credKey(i).Namespace
+		if prev, ok := seen[sp]; ok && prev != ns {
+			t.Fatalf("service principal %s used in %s and %s", sp, prev, ns)
+		}
+		seen[sp] = ns
+		if ns != l.spNamespace(i%l.m) {
+			t.Fatalf("credential %d is not in its service principal's namespace", i)
+		}
+	}
+	if len(seen) != l.m {
+		t.Fatalf("%d service principals used, want %d", len(seen), l.m)
+	}
+}
