@@ -175,7 +175,7 @@ var _ = Describe("ClusterDatabricksCredential with a running manager", Ordered, 
 		Eventually(func() string { return clusterReadyReason(cc) }, 20*time.Second, 100*time.Millisecond).Should(Equal("True/TokenIssued"))
 		first := string(getSecret(namespaces[0], cc.Name).Data["DATABRICKS_TOKEN"])
 
-		idpServer.AddDatabricksClient(clientID, rotateClientSecret(platform, cc.Spec.Databricks.ClientSecretRef.Name))
+		rotateDatabricksClient(clientID, platform, cc.Spec.Databricks.ClientSecretRef.Name)
 		for _, ns := range namespaces {
 			Eventually(func() string { return string(getSecret(ns, cc.Name).Data["DATABRICKS_TOKEN"]) }, 5*time.Second, 50*time.Millisecond).ShouldNot(Equal(first))
 		}

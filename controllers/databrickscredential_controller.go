@@ -241,8 +241,15 @@ func (r *DatabricksCredentialReconciler) exchangeFailed(ctx context.Context, o o
 	jitter := refresh.JitterFraction(fmt.Sprintf("%s/%d", cred.UID, cred.Status.FailedRefreshAttempts))
 	delay := refresh.RetryDelay(cred.Status.FailedRefreshAttempts+1, terr.Transient, terr.RetryAfter, jitter)
 	next := refresh.NextRetry(o.now, validUntil, delay)
-	if terr.RetryAfter > 0 && next.Before(o.now.Add(terr.RetryAfter)) {
-		next = o.now.Add(terr.RetryAfter) // the provider asked us to wait; expiry does not override that
+	// Retry-After counts from the answer, which came after this pass began; the provider asked us
+	// to wait, and the token's expiry does not override that.
+	if earliest := r.Clock.Now().Add(terr.RetryAfter); terr.RetryAfter > 0 && next.Before(earliest) {
+		next = earliest
+	}
+	// Status stores whole seconds; round up so that the stored retry time is never earlier than
+	// the one the backoff check must honour.
+	if t := next.Truncate(time.Second); !t.Equal(next) {
+		next = t.Add(time.Second)
 	}
 	changed := setRefreshFailed(&cred.Status, cred.Generation, terr.Reason, terr.Transient, terr.Error(), validUntil, next, o.now)
 	if changed || cred.Status.FailedRefreshAttempts == 1 {

@@ -59,7 +59,19 @@ func newClientSecret(ns, name, clientID string) string {
 
 // rotateClientSecret replaces the secret value in an existing client-credentials Secret.
 func rotateClientSecret(ns, name string) string {
+	return rotateClientSecretTo(ns, name, rememberSecret("r0tated-"+rand.String(32)))
+}
+
+// rotateDatabricksClient rotates a Databricks client's secret the way an admin does: first at
+// the identity provider, then in the Secret. The other order races the controller, which may
+// exchange the new secret before the provider knows it and then back off for minutes.
+func rotateDatabricksClient(clientID, ns, name string) {
 	secret := rememberSecret("r0tated-" + rand.String(32))
+	idpServer.AddDatabricksClient(clientID, secret)
+	rotateClientSecretTo(ns, name, secret)
+}
+
+func rotateClientSecretTo(ns, name, secret string) string {
 	var s corev1.Secret
 	Expect(k8sClient.Get(suiteCtx, types.NamespacedName{Namespace: ns, Name: name}, &s)).To(Succeed())
 	s.Data["client-secret"] = []byte(secret)

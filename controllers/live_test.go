@@ -160,7 +160,7 @@ var _ = Describe("DatabricksCredential with a running manager", Ordered, func() 
 		first := string(getSecret(ns, "rot").Data["DATABRICKS_TOKEN"])
 
 		By("rotating the client secret")
-		idpServer.AddDatabricksClient(clientID, rotateClientSecret(ns, "sp"))
+		rotateDatabricksClient(clientID, ns, "sp")
 		Eventually(func() string { return string(getSecret(ns, "rot").Data["DATABRICKS_TOKEN"]) }, 5*time.Second, 50*time.Millisecond).ShouldNot(Equal(first))
 		second := string(getSecret(ns, "rot").Data["DATABRICKS_TOKEN"])
 		_, err := idpServer.ValidateToken(second)
