@@ -12,6 +12,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -168,9 +169,13 @@ var _ = Describe("DatabricksCredential with a running manager", Ordered, func() 
 		Expect(requestsFor(clientID)).To(HaveLen(2))
 
 		By("editing the spec (scopes)")
-		c := getCred(cred)
-		c.Spec.Scopes = []string{"sql", "unity-catalog"}
-		Expect(k8sClient.Update(suiteCtx, c)).To(Succeed())
+		var c *v1alpha1.DatabricksCredential
+		// The running controller writes status concurrently: retry on a conflict, as kubectl edit would.
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			c = getCred(cred)
+			c.Spec.Scopes = []string{"sql", "unity-catalog"}
+			return k8sClient.Update(suiteCtx, c)
+		})).To(Succeed())
 		Eventually(func() string { return string(getSecret(ns, "rot").Data["DATABRICKS_TOKEN"]) }, 5*time.Second, 50*time.Millisecond).ShouldNot(Equal(second))
 		reqs := requestsFor(clientID)
 		Expect(reqs).To(HaveLen(3))
