@@ -42,6 +42,7 @@ type options struct {
 	namespaces              string
 	maxConcurrentReconciles int
 	qps                     float64
+	pprofAddr               string
 	burst                   int
 }
 
@@ -59,6 +60,7 @@ func main() {
 	flag.IntVar(&o.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "How many credentials are reconciled in parallel. A hanging token endpoint holds one worker for at most --token-timeout.")
 	flag.Float64Var(&o.qps, "kube-api-qps", 50, "Queries per second to the Kubernetes API.")
 	flag.IntVar(&o.burst, "kube-api-burst", 100, "Burst of queries to the Kubernetes API.")
+	flag.StringVar(&o.pprofAddr, "profiling-bind-address", "", "The address a pprof endpoint binds to, e.g. 127.0.0.1:6060, for heap and CPU profiles. Empty disables it.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -102,6 +104,7 @@ func run(ctx context.Context, o options) error {
 		Metrics:                       metricsOpts,
 		WebhookServer:                 webhook.NewServer(webhook.Options{TLSOpts: tlsOpts}),
 		HealthProbeBindAddress:        o.probeAddr,
+		PprofBindAddress:              o.pprofAddr,
 		LeaderElection:                o.leaderElect,
 		LeaderElectionID:              LeaderElectionID,
 		LeaderElectionNamespace:       o.leaderElectionNamespace,
