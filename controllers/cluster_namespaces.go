@@ -133,7 +133,7 @@ func (r *ClusterDatabricksCredentialReconciler) observe(ctx context.Context, p *
 		s, ok := current[ns]
 		if !ok {
 			var err error
-			if s, err = readTarget(ctx, r.Client, r.APIReader, types.NamespacedName{Namespace: ns, Name: cc.TargetName()}); err != nil {
+			if s, err = readTarget(ctx, r.Client, r.refs, r.APIReader, types.NamespacedName{Namespace: ns, Name: cc.TargetName()}); err != nil {
 				return nil, err
 			}
 		}

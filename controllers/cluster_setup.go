@@ -68,6 +68,10 @@ func (r *ClusterDatabricksCredentialReconciler) SetupWithManager(ctx context.Con
 		return err
 	}
 
+	r.secretWrites = newOwnWrites()
+	if err := addStatusMetrics(mgr); err != nil {
+		return err
+	}
 	refCache, err := sharedReferenceCache(mgr, opts.Namespaces)
 	if err != nil {
 		return err
@@ -86,7 +90,7 @@ func (r *ClusterDatabricksCredentialReconciler) SetupWithManager(ctx context.Con
 		Named(ClusterControllerName).
 		// Status writes do not change the generation; reconciling on them would only repeat work.
 		For(&v1alpha1.ClusterDatabricksCredential{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Owns(&corev1.Secret{}).
+		Owns(&corev1.Secret{}, builder.WithPredicates(r.secretWrites.notEcho())).
 		WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.selecting),
 			builder.WithPredicates(namespaceMembershipChanged())).
 		WatchesRawSource(source.Kind(refCache, secretMeta,

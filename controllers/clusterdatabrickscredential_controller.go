@@ -58,6 +58,8 @@ type ClusterDatabricksCredentialReconciler struct {
 	shared   *token.SharedCache
 	// refs reads referenced objects only when they changed; nil (direct tests) reads APIReader.
 	refs *referenceReader
+	// secretWrites lets the Secret watch drop the echoes of this controller's own writes.
+	secretWrites *ownWrites
 }
 
 // references is the reader for the objects a cluster credential refers to.
@@ -106,7 +108,6 @@ func (r *ClusterDatabricksCredentialReconciler) Reconcile(ctx context.Context, r
 	}
 	before := ccred.DeepCopy()
 	defer func() {
-		recordStatus(metricsView(ccred))
 		if err := r.patchStatus(ctx, before, ccred); err != nil {
 			res, retErr = ctrl.Result{}, kerrors.NewAggregate([]error{retErr, err})
 		}
@@ -209,7 +210,7 @@ func (r *ClusterDatabricksCredentialReconciler) render(p *clusterPass, tok token
 // are written regardless. The errors are returned so that the workqueue retries with backoff.
 func (r *ClusterDatabricksCredentialReconciler) applyAll(ctx context.Context, p *clusterPass, desired func(*namespaceTarget) secret.Desired) []error {
 	w := secretWriter{Client: r.Client, APIReader: r.APIReader, Scheme: r.Scheme, Owner: p.ccred,
-		Ownership: func(s *corev1.Secret) ownership { return clusterOwnershipOf(s, p.ccred) }}
+		Ownership: func(s *corev1.Secret) ownership { return clusterOwnershipOf(s, p.ccred) }, Writes: r.secretWrites}
 	var errs []error
 	kept := p.targets[:0]
 	for _, t := range p.targets {
@@ -398,14 +399,6 @@ func credentialView(cc *v1alpha1.ClusterDatabricksCredential) *v1alpha1.Databric
 		Spec:       cc.Spec.CredentialSpec(),
 		Status:     v1alpha1.DatabricksCredentialStatus{Conditions: cc.Status.Conditions},
 	}
-}
-
-// metricsView is credentialView with the status, for the per-credential metrics: a cluster
-// credential's series carry namespace="" and its name.
-func metricsView(cc *v1alpha1.ClusterDatabricksCredential) *v1alpha1.DatabricksCredential {
-	v := credentialView(cc)
-	v.Status = cc.Status.DatabricksCredentialStatus
-	return v
 }
 
 // clusterLabels are the labels of every Secret a cluster credential writes: target.labels,

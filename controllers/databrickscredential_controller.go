@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -55,6 +56,10 @@ type DatabricksCredentialReconciler struct {
 	shared *token.SharedCache
 	// refs reads referenced objects only when they changed; nil (direct tests) reads APIReader.
 	refs *referenceReader
+	// secretWrites lets the Secret watch drop the echoes of this controller's own writes.
+	secretWrites *ownWrites
+	// statusWrites detects a cached credential older than this controller's last status write.
+	statusWrites *statusWrites
 }
 
 // references is the reader for the objects a credential refers to.
@@ -91,11 +96,13 @@ func (r *DatabricksCredentialReconciler) Reconcile(ctx context.Context, req ctrl
 	r.initOnce.Do(func() {
 		r.memory = newTokenMemory()
 		r.shared = token.NewSharedCache(r.Provider, r.Clock)
+		r.statusWrites = newStatusWrites()
 	})
 	cred := &v1alpha1.DatabricksCredential{}
-	if err := r.Get(ctx, req.NamespacedName, cred); err != nil {
+	if err := r.getCredential(ctx, req.NamespacedName, cred); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.memory.forget(req.NamespacedName)
+			r.statusWrites.forget(req.NamespacedName)
 			forgetMetrics(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
@@ -106,7 +113,6 @@ func (r *DatabricksCredentialReconciler) Reconcile(ctx context.Context, req ctrl
 	}
 	before := cred.DeepCopy()
 	defer func() {
-		recordStatus(cred)
 		if err := r.patchStatus(ctx, before, cred); err != nil {
 			res, retErr = ctrl.Result{}, kerrors.NewAggregate([]error{retErr, err})
 		}
@@ -152,6 +158,19 @@ func (r *DatabricksCredentialReconciler) Reconcile(ctx context.Context, req ctrl
 		r.memory.put(req.NamespacedName, cred.UID, o.inputsHash, tok)
 	}
 	return r.write(ctx, o, tok, d.action == exchange)
+}
+
+// getCredential reads the credential from the cache, or from the API server when the cache has
+// not yet caught up with this controller's last status write (see statusWrites).
+func (r *DatabricksCredentialReconciler) getCredential(ctx context.Context, key types.NamespacedName, cred *v1alpha1.DatabricksCredential) error {
+	if err := r.Get(ctx, key, cred); err != nil {
+		return err
+	}
+	if !r.statusWrites.stale(key, cred.ResourceVersion) {
+		return nil
+	}
+	log.FromContext(ctx).V(1).Info("cache is older than our last status write; reading the credential from the API server")
+	return r.APIReader.Get(ctx, key, cred)
 }
 
 // keep leaves the token in place, repairing only metadata drift, and refreshes status from the
@@ -306,7 +325,11 @@ func (r *DatabricksCredentialReconciler) patchStatus(ctx context.Context, before
 	if equality.Semantic.DeepEqual(before.Status, after.Status) {
 		return nil
 	}
-	return client.IgnoreNotFound(r.Status().Patch(ctx, after, client.MergeFrom(before)))
+	if err := r.Status().Patch(ctx, after, client.MergeFrom(before)); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	r.statusWrites.patched(client.ObjectKeyFromObject(after), before.ResourceVersion, after.ResourceVersion)
+	return nil
 }
 
 func readyGeneration(cred *v1alpha1.DatabricksCredential) int64 {

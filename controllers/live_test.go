@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -276,6 +278,72 @@ var _ = Describe("DatabricksCredential with a running manager", Ordered, func() 
 		first := string(getSecret(ns, "workspace-a").Data["DATABRICKS_TOKEN"])
 		for _, c := range creds[1:] {
 			Expect(string(getSecret(ns, c.Name).Data["DATABRICKS_TOKEN"])).To(Equal(first))
+		}
+	})
+
+	It("issues a burst of credentials with one Secret write, one status write and one Event each", func() {
+		ns := newNamespace()
+		ca := newCAConfigMap(ns)
+		wc, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+		Expect(err).NotTo(HaveOccurred())
+		credWatch, err := wc.Watch(suiteCtx, &v1alpha1.DatabricksCredentialList{}, client.InNamespace(ns))
+		Expect(err).NotTo(HaveOccurred())
+		defer credWatch.Stop()
+		secretWatch, err := wc.Watch(suiteCtx, &corev1.SecretList{}, client.InNamespace(ns), client.HasLabels{v1alpha1.LabelCredential})
+		Expect(err).NotTo(HaveOccurred())
+		defer secretWatch.Stop()
+
+		const n = 24
+		var creds []*v1alpha1.DatabricksCredential
+		var clientIDs []string
+		for i := range 2 {
+			clientID := "burst-" + rand.String(6)
+			clientIDs = append(clientIDs, clientID)
+			spName := fmt.Sprintf("sp-%d", i)
+			idpServer.AddDatabricksClient(clientID, newClientSecret(ns, spName, clientID))
+			for j := range n / 2 {
+				c := databricksCredential(ns, fmt.Sprintf("burst-%d-%02d", i, j), idpServer.URL(), spName)
+				c.Spec.CABundleRef = ca
+				creds = append(creds, c)
+			}
+		}
+		for _, c := range creds {
+			Expect(k8sClient.Create(suiteCtx, c)).To(Succeed())
+		}
+		for _, c := range creds {
+			Eventually(func() string { return readyReason(c) }, 20*time.Second, 100*time.Millisecond).Should(Equal("True/TokenIssued"))
+		}
+		// The echo of each Secret write, and of each status write, arrives within milliseconds; a
+		// second pass that repeated a write or an Event would show well within this quiet time.
+		credWrites, secretWrites := map[string]int{}, map[string]int{}
+		count := func(w watch.Interface, into map[string]int, quiet time.Duration) {
+			for {
+				select {
+				case ev := <-w.ResultChan():
+					obj := ev.Object.(client.Object)
+					into[obj.GetName()+"/"+string(ev.Type)]++
+				case <-time.After(quiet):
+					return
+				}
+			}
+		}
+		count(credWatch, credWrites, 3*time.Second)
+		count(secretWatch, secretWrites, 100*time.Millisecond)
+		events := map[string][]string{}
+		var list eventsv1.EventList
+		Expect(k8sClient.List(suiteCtx, &list, client.InNamespace(ns))).To(Succeed())
+		for _, e := range list.Items {
+			events[e.Regarding.Name] = append(events[e.Regarding.Name], e.Reason)
+		}
+		for _, c := range creds {
+			Expect(credWrites[c.Name+"/ADDED"]).To(Equal(1), c.Name)
+			Expect(credWrites[c.Name+"/MODIFIED"]).To(Equal(1), "one status write for %s", c.Name)
+			Expect(secretWrites[c.Name+"/ADDED"]).To(Equal(1), "one Secret create for %s", c.Name)
+			Expect(secretWrites[c.Name+"/MODIFIED"]).To(Equal(0), "no Secret update for %s", c.Name)
+			Expect(events[c.Name]).To(Equal([]string{v1alpha1.ReasonTokenRefreshed}), "one Event for %s", c.Name)
+		}
+		for _, id := range clientIDs {
+			Expect(requestsFor(id)).To(HaveLen(1), "one exchange per identity")
 		}
 	})
 

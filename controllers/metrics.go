@@ -1,12 +1,16 @@
 package controllers
 
 import (
+	"context"
+	"slices"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
@@ -15,35 +19,38 @@ import (
 // Per-credential metrics, in the habit of cert-manager's certificate_expiration_timestamp_seconds:
 // alert on the timestamps rather than on logs. Labels are bounded — namespace, name, identity kind,
 // reason — and never carry a host (hosts hold tenant IDs) or a client ID.
+//
+// The four status gauges are not stored: statusCollector computes them at scrape time from the
+// credentials in the manager's cache (as cert-manager and kube-state-metrics do). Stored gauge
+// vectors cost ~5 KiB of heap per credential (seven series with their label pairs), a third of the
+// manager's memory at 10,000 credentials (test/bench), and needed bookkeeping to delete series.
 var (
-	expirationTimestamp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "dbtoken_credential_expiration_timestamp_seconds",
-		Help: "Expiry of the token in the credential's Secret, as a Unix timestamp (status.expiresAt).",
-	}, []string{"namespace", "name", "identity"})
+	expirationDesc = prometheus.NewDesc("dbtoken_credential_expiration_timestamp_seconds",
+		"Expiry of the token in the credential's Secret, as a Unix timestamp (status.expiresAt).",
+		[]string{"namespace", "name", "identity"}, nil)
 
-	nextRefreshTimestamp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "dbtoken_credential_next_refresh_timestamp_seconds",
-		Help: "Next planned token request (refresh or retry), as a Unix timestamp (status.nextRefreshTime).",
-	}, []string{"namespace", "name", "identity"})
+	nextRefreshDesc = prometheus.NewDesc("dbtoken_credential_next_refresh_timestamp_seconds",
+		"Next planned token request (refresh or retry), as a Unix timestamp (status.nextRefreshTime).",
+		[]string{"namespace", "name", "identity"}, nil)
 
-	readyStatus = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "dbtoken_credential_ready_status",
-		Help: "The credential's Ready condition: 1 for the current status (True, False or Unknown), 0 for the others.",
-	}, []string{"namespace", "name", "identity", "condition"})
+	readyStatusDesc = prometheus.NewDesc("dbtoken_credential_ready_status",
+		"The credential's Ready condition: 1 for the current status (True, False or Unknown), 0 for the others.",
+		[]string{"namespace", "name", "identity", "condition"}, nil)
 
-	consecutiveFailures = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "dbtoken_credential_consecutive_failures",
-		Help: "Consecutive failed token requests of a credential (status.failedRefreshAttempts); 0 after a success.",
-	}, []string{"namespace", "name", "identity"})
+	consecutiveFailuresDesc = prometheus.NewDesc("dbtoken_credential_consecutive_failures",
+		"Consecutive failed token requests of a credential (status.failedRefreshAttempts); 0 after a success.",
+		[]string{"namespace", "name", "identity"}, nil)
 
 	refreshAttempts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "dbtoken_credential_refresh_attempts_total",
 		Help: "Token refreshes attempted for a credential, by result (success or failure) and Ready reason; a token shared from another credential of the same identity counts as a success.",
 	}, []string{"namespace", "name", "identity", "result", "reason"})
+
+	credentialStatus = &statusCollector{}
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(expirationTimestamp, nextRefreshTimestamp, consecutiveFailures, readyStatus, refreshAttempts)
+	ctrlmetrics.Registry.MustRegister(credentialStatus, refreshAttempts)
 }
 
 // identityKind names the credential's identity block for metric labels.
@@ -61,44 +68,118 @@ func identityKind(spec *v1alpha1.DatabricksCredentialSpec) string {
 	return "unknown"
 }
 
-// seriesKinds remembers the identity kind each credential's series carry, so that a change of
-// kind or a deletion removes exactly those series. Deleting by exact label values keeps a pass
-// O(1); DeletePartialMatch scans every series of a vector and, called on every pass, made the
-// manager's CPU grow with the square of the number of credentials (found by test/bench).
-var seriesKinds = struct {
-	sync.Mutex
-	m map[types.NamespacedName]string
-}{m: map[types.NamespacedName]string{}}
-
 var conditionValues = []metav1.ConditionStatus{metav1.ConditionTrue, metav1.ConditionFalse, metav1.ConditionUnknown}
 
-// recordStatus exports the credential's status as gauges; called once per pass.
-func recordStatus(cred *v1alpha1.DatabricksCredential) {
-	key := types.NamespacedName{Namespace: cred.Namespace, Name: cred.Name}
-	kind := identityKind(&cred.Spec)
-	seriesKinds.Lock()
-	if prev, ok := seriesKinds.m[key]; ok && prev != kind {
-		deleteGauges(key, prev)
-	}
-	seriesKinds.m[key] = kind
-	seriesKinds.Unlock()
+// statusCollector exports the status gauges of every credential in a manager's cache. The
+// collector is registered once per process; each manager adds its cache when it starts and
+// removes it when it stops (tests run several managers in one process), and the latest one
+// that is running is read.
+type statusCollector struct {
+	mu      sync.Mutex
+	readers []client.Reader
+}
 
-	labels := prometheus.Labels{"namespace": cred.Namespace, "name": cred.Name, "identity": kind}
-	setTimestamp(expirationTimestamp.With(labels), cred.Status.ExpiresAt)
-	setTimestamp(nextRefreshTimestamp.With(labels), cred.Status.NextRefreshTime)
-	consecutiveFailures.With(labels).Set(float64(cred.Status.FailedRefreshAttempts))
+func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{expirationDesc, nextRefreshDesc, readyStatusDesc, consecutiveFailuresDesc} {
+		ch <- d
+	}
+}
+
+// Collect lists both kinds from the cache without copying them (read only) and emits their gauges.
+// A cluster credential's series carry namespace="".
+func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
+	reader := c.current()
+	if reader == nil {
+		return
+	}
+	ctx := context.Background()
+	var creds v1alpha1.DatabricksCredentialList
+	if err := reader.List(ctx, &creds, client.UnsafeDisableDeepCopy); err == nil {
+		for i := range creds.Items {
+			collectStatus(ch, &creds.Items[i].ObjectMeta, &creds.Items[i].Spec, &creds.Items[i].Status)
+		}
+	}
+	var clusterCreds v1alpha1.ClusterDatabricksCredentialList
+	if err := reader.List(ctx, &clusterCreds, client.UnsafeDisableDeepCopy); err == nil {
+		for i := range clusterCreds.Items {
+			cc := &clusterCreds.Items[i]
+			collectStatus(ch, &cc.ObjectMeta, &credentialView(cc).Spec, &cc.Status.DatabricksCredentialStatus)
+		}
+	}
+}
+
+func collectStatus(ch chan<- prometheus.Metric, obj *metav1.ObjectMeta, spec *v1alpha1.DatabricksCredentialSpec, st *v1alpha1.DatabricksCredentialStatus) {
+	kind := identityKind(spec)
+	ch <- prometheus.MustNewConstMetric(expirationDesc, prometheus.GaugeValue, unixOrZero(st.ExpiresAt), obj.Namespace, obj.Name, kind)
+	ch <- prometheus.MustNewConstMetric(nextRefreshDesc, prometheus.GaugeValue, unixOrZero(st.NextRefreshTime), obj.Namespace, obj.Name, kind)
+	ch <- prometheus.MustNewConstMetric(consecutiveFailuresDesc, prometheus.GaugeValue, float64(st.FailedRefreshAttempts), obj.Namespace, obj.Name, kind)
 	current := metav1.ConditionUnknown
-	if c := meta.FindStatusCondition(cred.Status.Conditions, v1alpha1.ConditionReady); c != nil {
-		current = c.Status
+	if cond := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady); cond != nil {
+		current = cond.Status
 	}
 	for _, s := range conditionValues {
 		v := 0.0
 		if s == current {
 			v = 1
 		}
-		readyStatus.WithLabelValues(cred.Namespace, cred.Name, kind, string(s)).Set(v)
+		ch <- prometheus.MustNewConstMetric(readyStatusDesc, prometheus.GaugeValue, v, obj.Namespace, obj.Name, kind, string(s))
 	}
 }
+
+func (c *statusCollector) current() client.Reader {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.readers) == 0 {
+		return nil
+	}
+	return c.readers[len(c.readers)-1]
+}
+
+func (c *statusCollector) remove(r client.Reader) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.readers = slices.DeleteFunc(c.readers, func(x client.Reader) bool { return x == r })
+}
+
+// collectFrom is a manager runnable that feeds the collector from the manager's cache while the
+// manager runs, on every replica: a standby's cache is as current as the leader's.
+type collectFrom struct {
+	cache  client.Reader
+	onStop func()
+}
+
+func (f collectFrom) Start(ctx context.Context) error {
+	credentialStatus.mu.Lock()
+	credentialStatus.readers = append(credentialStatus.readers, f.cache)
+	credentialStatus.mu.Unlock()
+	<-ctx.Done()
+	credentialStatus.remove(f.cache)
+	f.onStop()
+	return nil
+}
+
+func (collectFrom) NeedLeaderElection() bool { return false }
+
+// addStatusMetrics registers the manager's cache with the status collector, once per manager
+// (both controllers call it).
+func addStatusMetrics(mgr ctrl.Manager) error {
+	statusMetricsMu.Lock()
+	defer statusMetricsMu.Unlock()
+	if statusMetricsAdded[mgr] {
+		return nil
+	}
+	statusMetricsAdded[mgr] = true
+	return mgr.Add(collectFrom{cache: mgr.GetCache(), onStop: func() {
+		statusMetricsMu.Lock()
+		defer statusMetricsMu.Unlock()
+		delete(statusMetricsAdded, mgr)
+	}})
+}
+
+var (
+	statusMetricsMu    sync.Mutex
+	statusMetricsAdded = map[ctrl.Manager]bool{}
+)
 
 // recordAttempt counts one token request and its outcome.
 func recordAttempt(cred *v1alpha1.DatabricksCredential, success bool, reason string) {
@@ -109,33 +190,16 @@ func recordAttempt(cred *v1alpha1.DatabricksCredential, success bool, reason str
 	refreshAttempts.WithLabelValues(cred.Namespace, cred.Name, identityKind(&cred.Spec), result, reason).Inc()
 }
 
-// forgetMetrics drops every series of a deleted credential.
+// forgetMetrics drops the attempt counters of a deleted credential (the status gauges go with
+// the object). Attempts carry result and reason labels; a scan on deletion, not on every pass, is
+// fine.
 func forgetMetrics(key types.NamespacedName) {
-	seriesKinds.Lock()
-	kind, ok := seriesKinds.m[key]
-	delete(seriesKinds.m, key)
-	seriesKinds.Unlock()
-	if !ok {
-		return
-	}
-	deleteGauges(key, kind)
-	// Attempts carry result and reason labels; a scan on deletion (not on every pass) is fine.
 	refreshAttempts.DeletePartialMatch(prometheus.Labels{"namespace": key.Namespace, "name": key.Name})
 }
 
-func deleteGauges(key types.NamespacedName, kind string) {
-	for _, v := range []*prometheus.GaugeVec{expirationTimestamp, nextRefreshTimestamp, consecutiveFailures} {
-		v.DeleteLabelValues(key.Namespace, key.Name, kind)
-	}
-	for _, s := range conditionValues {
-		readyStatus.DeleteLabelValues(key.Namespace, key.Name, kind, string(s))
-	}
-}
-
-func setTimestamp(g prometheus.Gauge, t *metav1.Time) {
+func unixOrZero(t *metav1.Time) float64 {
 	if t == nil {
-		g.Set(0)
-		return
+		return 0
 	}
-	g.Set(float64(t.Unix()))
+	return float64(t.Unix())
 }

@@ -86,6 +86,10 @@ func (r *DatabricksCredentialReconciler) SetupWithManager(ctx context.Context, m
 		return err
 	}
 
+	r.secretWrites = newOwnWrites()
+	if err := addStatusMetrics(mgr); err != nil {
+		return err
+	}
 	refCache, err := sharedReferenceCache(mgr, opts.Namespaces)
 	if err != nil {
 		return err
@@ -106,7 +110,8 @@ func (r *DatabricksCredentialReconciler) SetupWithManager(ctx context.Context, m
 		Named(ControllerName).
 		// Status writes do not change the generation; reconciling on them would only repeat work.
 		For(&v1alpha1.DatabricksCredential{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Owns(&corev1.Secret{}).
+		// Our own Secret writes need no pass; deletions and others' edits do (drift repair).
+		Owns(&corev1.Secret{}, builder.WithPredicates(r.secretWrites.notEcho())).
 		WatchesRawSource(source.Kind(refCache, secretMeta,
 			handler.TypedEnqueueRequestsFromMapFunc(r.referencing(indexClientSecret)),
 			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
@@ -140,12 +145,23 @@ func (r *DatabricksCredentialReconciler) referencing(index string) handler.Typed
 
 // newReferenceCache is a metadata-only cache for the Secrets and ConfigMaps credentials refer to,
 // started with the manager. managedFields are stripped: they are most of an object's metadata.
+// Secrets with our label are left out: they are our targets, which the manager's cache already
+// holds in full, so the two caches together know every Secret once (see readTarget).
 func newReferenceCache(mgr ctrl.Manager, namespaces []string) (cache.Cache, error) {
+	notOurs, err := labels.NewRequirement(v1alpha1.LabelCredential, selection.DoesNotExist, nil)
+	if err != nil {
+		return nil, err
+	}
+	secretMeta := &metav1.PartialObjectMetadata{}
+	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	opts := cache.Options{
 		HTTPClient:       mgr.GetHTTPClient(),
 		Scheme:           mgr.GetScheme(),
 		Mapper:           mgr.GetRESTMapper(),
 		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			secretMeta: {Label: labels.NewSelector().Add(*notOurs)},
+		},
 	}
 	if len(namespaces) > 0 {
 		opts.DefaultNamespaces = map[string]cache.Config{}

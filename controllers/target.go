@@ -59,18 +59,29 @@ func (e errSecretConflict) Error() string {
 }
 
 // getTarget reads the target Secret. The cache holds only Secrets with our label, so a miss is
-// confirmed with a direct read: a pre-existing Secret without the label must be seen (and left
-// alone) before a token is requested for it, and one whose label was removed by hand is repaired.
+// confirmed: a pre-existing Secret without the label must be seen (and left alone) before a token
+// is requested for it, and one whose label was removed by hand is repaired.
 func (r *DatabricksCredentialReconciler) getTarget(ctx context.Context, cred *v1alpha1.DatabricksCredential) (*corev1.Secret, error) {
-	return readTarget(ctx, r.Client, r.APIReader, types.NamespacedName{Namespace: cred.Namespace, Name: cred.TargetName()})
+	return readTarget(ctx, r.Client, r.refs, r.APIReader, types.NamespacedName{Namespace: cred.Namespace, Name: cred.TargetName()})
 }
 
-// readTarget reads a target Secret from the cache, confirming a miss with a direct read (see
-// getTarget). It returns nil when the Secret does not exist.
-func readTarget(ctx context.Context, cached, direct client.Reader, key types.NamespacedName) (*corev1.Secret, error) {
+// readTarget reads a target Secret from the cache, which holds the Secrets with our label. A miss
+// is confirmed by the reference cache, which holds the metadata of all the others: when it has
+// none at key either, the Secret is absent and no API call is made (a new credential's first
+// pass, 10,000 times in a burst); when it has one (a Secret without our label, a target whose
+// label was removed by hand), or there is no reference cache (direct tests), the Secret is read
+// from the API server.
+// It returns nil when the Secret does not exist.
+//
+// The reference cache may lag behind a Secret created a moment ago; the create that follows then
+// fails with AlreadyExists, and secretWriter reads the Secret and leaves it alone if it is not ours.
+func readTarget(ctx context.Context, cached client.Reader, refs *referenceReader, direct client.Reader, key types.NamespacedName) (*corev1.Secret, error) {
 	var s corev1.Secret
 	err := cached.Get(ctx, key, &s)
 	if apierrors.IsNotFound(err) {
+		if refs != nil && refs.secretAbsent(ctx, key) {
+			return nil, nil
+		}
 		err = direct.Get(ctx, key, &s)
 	}
 	if apierrors.IsNotFound(err) {
@@ -87,7 +98,7 @@ func readTarget(ctx context.Context, cached, direct client.Reader, key types.Nam
 // it is read directly and written only if it is ours.
 func (r *DatabricksCredentialReconciler) applySecret(ctx context.Context, cred *v1alpha1.DatabricksCredential, current *corev1.Secret, desired secret.Desired) (bool, error) {
 	w := secretWriter{Client: r.Client, APIReader: r.APIReader, Scheme: r.Scheme, Owner: cred,
-		Ownership: func(s *corev1.Secret) ownership { return ownershipOf(s, cred) }}
+		Ownership: func(s *corev1.Secret) ownership { return ownershipOf(s, cred) }, Writes: r.secretWrites}
 	return w.apply(ctx, types.NamespacedName{Namespace: cred.Namespace, Name: cred.TargetName()}, current, desired)
 }
 
@@ -101,6 +112,8 @@ type secretWriter struct {
 	Owner client.Object
 	// Ownership says whether a Secret is the owner's, adoptable, or foreign.
 	Ownership func(*corev1.Secret) ownership
+	// Writes, when set, records each write so that its watch event can be recognised.
+	Writes *ownWrites
 }
 
 // apply makes the Secret at key hold desired, writing only when something differs. It creates the
@@ -117,6 +130,7 @@ func (w secretWriter) apply(ctx context.Context, key types.NamespacedName, curre
 		}
 		err := w.Client.Create(ctx, s)
 		if err == nil {
+			w.Writes.wrote(s)
 			return true, nil
 		}
 		if !apierrors.IsAlreadyExists(err) {
@@ -139,7 +153,11 @@ func (w secretWriter) apply(ctx context.Context, key types.NamespacedName, curre
 	}
 	// The optimistic lock makes a concurrent edit fail this patch (and the pass retry) instead of
 	// being silently overwritten or merged with a half-old Secret.
-	return true, w.Client.Patch(ctx, updated, client.MergeFromWithOptions(current, client.MergeFromWithOptimisticLock{}))
+	if err := w.Client.Patch(ctx, updated, client.MergeFromWithOptions(current, client.MergeFromWithOptimisticLock{})); err != nil {
+		return false, err
+	}
+	w.Writes.wrote(updated)
+	return true, nil
 }
 
 // mutate puts desired onto s: our labels and annotations over any others (which are kept),

@@ -1,0 +1,56 @@
+package controllers
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+func TestOwnWritesRecognisesOnlyTheVersionWritten(t *testing.T) {
+	w := newOwnWrites()
+	s := func(rv string) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "t", ResourceVersion: rv}}
+	}
+	if w.echo(s("1")) {
+		t.Fatal("nothing written yet, yet an echo")
+	}
+	w.wrote(s("5"))
+	if w.echo(s("6")) {
+		t.Fatal("a later version (someone else's edit) taken for our echo")
+	}
+	if !w.echo(s("5")) {
+		t.Fatal("our own write not recognised")
+	}
+	if w.echo(s("5")) {
+		t.Fatal("an echo is recognised once; a relist of the same version must pass")
+	}
+	var nilWrites *ownWrites
+	nilWrites.wrote(s("7")) // controllers built without a manager record nothing
+}
+
+func TestStatusWritesDetectsACacheBehindOurWrite(t *testing.T) {
+	key := types.NamespacedName{Namespace: "ns", Name: "c"}
+	s := newStatusWrites()
+	if s.stale(key, "1") {
+		t.Fatal("stale without any write")
+	}
+	s.patched(key, "3", "3")
+	if s.stale(key, "3") {
+		t.Fatal("a patch that changed nothing on the server cannot make the cache stale")
+	}
+	s.patched(key, "3", "4")
+	if !s.stale(key, "3") {
+		t.Fatal("the cache still shows the version our write replaced")
+	}
+	if !s.stale(key, "3") {
+		t.Fatal("still behind on a second look")
+	}
+	if s.stale(key, "4") {
+		t.Fatal("the cache caught up")
+	}
+	if s.stale(key, "3") {
+		t.Fatal("once caught up, the entry is gone")
+	}
+}
