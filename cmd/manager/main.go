@@ -58,8 +58,11 @@ func main() {
 	flag.DurationVar(&o.tokenTimeout, "token-timeout", token.DefaultTimeout, "Timeout of one token exchange, connection included.")
 	flag.StringVar(&o.namespaces, "namespaces", "", "Comma-separated namespaces to watch. Default: all namespaces.")
 	flag.IntVar(&o.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "How many credentials are reconciled in parallel. A hanging token endpoint holds one worker for at most --token-timeout.")
-	flag.Float64Var(&o.qps, "kube-api-qps", 50, "Queries per second to the Kubernetes API.")
-	flag.IntVar(&o.burst, "kube-api-burst", 100, "Burst of queries to the Kubernetes API.")
+	// client-go applies the limit per resource type (one for Secrets, one for credential status,
+	// ...). 200/300 is Karpenter's default; API Priority and Fairness protects the apiserver.
+	// At 50 QPS, 10,000 credentials need 200 s just for their status writes (test/bench).
+	flag.Float64Var(&o.qps, "kube-api-qps", 200, "Queries per second to the Kubernetes API, per resource type.")
+	flag.IntVar(&o.burst, "kube-api-burst", 300, "Burst of queries to the Kubernetes API, per resource type.")
 	flag.StringVar(&o.pprofAddr, "profiling-bind-address", "", "The address a pprof endpoint binds to, e.g. 127.0.0.1:6060, for heap and CPU profiles. Empty disables it.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)

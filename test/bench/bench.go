@@ -404,12 +404,12 @@ type pollResult struct {
 	err           error
 }
 
-// pollReady lists all credentials (their Ready column) every -poll interval until all N are
+// pollReady lists all credentials (their Ready column) every -ready-poll interval until all N are
 // Ready, noting when each is first seen Ready.
 func (b *bench) pollReady(ctx context.Context, phase string, t0 time.Time) pollResult {
 	pr := pollResult{firstSeen: map[types.NamespacedName]time.Time{}}
 	keys := b.layout.keysByName()
-	tick := time.NewTicker(b.cfg.Poll)
+	tick := time.NewTicker(b.cfg.ReadyPoll)
 	defer tick.Stop()
 	lastLog := time.Now()
 	for {

@@ -163,7 +163,7 @@ func (c config) MarshalJSON() ([]byte, error) {
 	return json.Marshal(map[string]any{
 		"n": c.N, "m": c.M, "k": c.K, "namespaces": c.Namespaces, "concurrency": c.Concurrency,
 		"clientQPS": c.ClientQPS, "clientBurst": c.ClientBurst, "skipUnrelatedPhase": c.SkipUnrelated,
-		"timeout": c.Timeout.String(), "poll": c.Poll.String(), "quiet": c.Quiet.String(),
+		"timeout": c.Timeout.String(), "poll": c.Poll.String(), "readyPoll": c.ReadyPoll.String(), "quiet": c.Quiet.String(),
 		"settleMax": c.SettleMax.String(), "managerArgs": c.ManagerArgs, "unrelatedSecretBytes": c.UnrelatedSecretSize, "label": c.Label,
 	})
 }
