@@ -54,7 +54,7 @@ type ClusterDatabricksCredentialReconciler struct {
 	Namespaces []string
 
 	initOnce sync.Once
-	memory   *tokenMemory
+	memory   *failureMemory
 	shared   *token.SharedCache
 	// refs reads referenced objects only when they changed; nil (direct tests) reads APIReader.
 	refs *referenceReader
@@ -91,7 +91,7 @@ func (r *ClusterDatabricksCredentialReconciler) references() client.Reader {
 // per pass, skipped when nothing changed.
 func (r *ClusterDatabricksCredentialReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
 	r.initOnce.Do(func() {
-		r.memory = newTokenMemory()
+		r.memory = newFailureMemory()
 		r.shared = token.NewSharedCache(r.Provider, r.Clock)
 	})
 	ccred := &v1alpha1.ClusterDatabricksCredential{}
@@ -128,8 +128,9 @@ func (r *ClusterDatabricksCredentialReconciler) Reconcile(ctx context.Context, r
 	if err != nil {
 		return r.inputsFailed(ccred, err, now)
 	}
-	p := &clusterPass{ccred: ccred, view: view, key: req.NamespacedName, now: now, inputsHash: inputs.Hash(),
-		remembered: r.memory.get(req.NamespacedName, ccred.UID), selected: len(selected)}
+	inputsHash := inputs.Hash()
+	p := &clusterPass{ccred: ccred, view: view, key: req.NamespacedName, now: now, inputsHash: inputsHash,
+		remembered: rememberedFrom(r.shared, inputsHash), selected: len(selected)}
 	stale, err := r.observe(ctx, p, selected)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -157,7 +158,10 @@ func (r *ClusterDatabricksCredentialReconciler) Reconcile(ctx context.Context, r
 			return r.exchangeFailed(ctx, p, err)
 		}
 		recordAttempt(view, true, v1alpha1.ReasonTokenIssued)
-		r.memory.put(req.NamespacedName, ccred.UID, p.inputsHash, tok)
+		r.memory.forget(req.NamespacedName)
+	}
+	if source == tokenRemembered && !holdsToken(&ccred.Status.DatabricksCredentialStatus, tok) {
+		recordAttempt(view, true, v1alpha1.ReasonTokenIssued) // shared by another credential of the same identity
 	}
 	desired, err := r.render(p, tok)
 	if err != nil {

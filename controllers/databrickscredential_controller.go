@@ -51,7 +51,7 @@ type DatabricksCredentialReconciler struct {
 	Provider token.Provider
 
 	initOnce sync.Once
-	memory   *tokenMemory
+	memory   *failureMemory
 	// shared lets credentials with the same identity share one exchange and token.
 	shared *token.SharedCache
 	// refs reads referenced objects only when they changed; nil (direct tests) reads APIReader.
@@ -94,9 +94,9 @@ func (r *DatabricksCredentialReconciler) references() client.Reader {
 // watched change can fix. Exactly one status write per pass, skipped when nothing changed.
 func (r *DatabricksCredentialReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
 	r.initOnce.Do(func() {
-		r.memory = newTokenMemory()
+		r.memory = newFailureMemory()
 		r.shared = token.NewSharedCache(r.Provider, r.Clock)
-		r.statusWrites = newStatusWrites()
+		r.statusWrites = newStatusWrites(r.Clock)
 	})
 	cred := &v1alpha1.DatabricksCredential{}
 	if err := r.getCredential(ctx, req.NamespacedName, cred); err != nil {
@@ -135,8 +135,9 @@ func (r *DatabricksCredentialReconciler) Reconcile(ctx context.Context, req ctrl
 	if ownershipOf(target, cred) == foreign {
 		return r.conflict(cred, target.Name, now)
 	}
-	o := observed{key: req.NamespacedName, cred: cred, now: now, inputsHash: inputs.Hash(), target: target,
-		remembered: r.memory.get(req.NamespacedName, cred.UID)}
+	inputsHash := inputs.Hash()
+	o := observed{key: req.NamespacedName, cred: cred, now: now, inputsHash: inputsHash, target: target,
+		remembered: rememberedFrom(r.shared, inputsHash)}
 	d := decide(o)
 	log.FromContext(ctx).V(1).Info("decided", "action", d.action, "why", d.why)
 
@@ -154,10 +155,21 @@ func (r *DatabricksCredentialReconciler) Reconcile(ctx context.Context, req ctrl
 			recordAttempt(cred, false, token.AsError(err).Reason)
 			return r.exchangeFailed(ctx, o, err)
 		}
-		recordAttempt(cred, true, v1alpha1.ReasonTokenIssued)
-		r.memory.put(req.NamespacedName, cred.UID, o.inputsHash, tok)
+		r.memory.forget(req.NamespacedName)
 	}
-	return r.write(ctx, o, tok, d.action == exchange)
+	// A token the credential did not hold yet — from an exchange, or shared by another credential
+	// of the same identity — is counted and announced; re-rendering the token it already holds
+	// (after a deleted or hand-edited Secret, a new host or target) is a quiet repair.
+	issued := d.action == exchange || !holdsToken(&cred.Status, tok)
+	if issued {
+		recordAttempt(cred, true, v1alpha1.ReasonTokenIssued)
+	}
+	return r.write(ctx, o, tok, issued)
+}
+
+// holdsToken reports whether status already records tok (status keeps whole seconds).
+func holdsToken(st *v1alpha1.DatabricksCredentialStatus, tok token.Token) bool {
+	return st.ExpiresAt != nil && st.ExpiresAt.Unix() == tok.ExpiresAt.Unix()
 }
 
 // getCredential reads the credential from the cache, or from the API server when the cache has
@@ -193,8 +205,9 @@ func (r *DatabricksCredentialReconciler) keep(ctx context.Context, cred *v1alpha
 	return ctrl.Result{RequeueAfter: refresh.RequeueAfter(now, next)}, nil
 }
 
-// write renders tok into the target Secret and records it in status.
-func (r *DatabricksCredentialReconciler) write(ctx context.Context, o observed, tok token.Token, exchanged bool) (ctrl.Result, error) {
+// write renders tok into the target Secret and records it in status; issued announces a token the
+// credential did not hold before.
+func (r *DatabricksCredentialReconciler) write(ctx context.Context, o observed, tok token.Token, issued bool) (ctrl.Result, error) {
 	cred := o.cred
 	desired, err := secret.Render(secret.Input{
 		Host: cred.Spec.Host, Token: tok.AccessToken, IssuedAt: tok.IssuedAt, ExpiresAt: tok.ExpiresAt,
@@ -210,7 +223,7 @@ func (r *DatabricksCredentialReconciler) write(ctx context.Context, o observed, 
 	next := refreshTimeFor(cred, tok.IssuedAt, tok.ExpiresAt)
 	setTokenTimes(&cred.Status, cred.TargetName(), tok.IssuedAt, tok.ExpiresAt, next)
 	setHealthy(&cred.Status, cred.Generation, tok.ExpiresAt, next, o.now)
-	if exchanged {
+	if issued {
 		r.event(cred, corev1.EventTypeNormal, v1alpha1.ReasonTokenRefreshed, "wrote a new token to Secret %q, valid until %s; next refresh at %s", cred.TargetName(), rfc3339(tok.ExpiresAt), rfc3339(next))
 		log.FromContext(ctx).Info("token refreshed", "secret", cred.TargetName(), "expiresAt", rfc3339(tok.ExpiresAt), "nextRefresh", rfc3339(next))
 		if clamped {

@@ -24,6 +24,8 @@ import (
 // credentials in the manager's cache (as cert-manager and kube-state-metrics do). Stored gauge
 // vectors cost ~5 KiB of heap per credential (seven series with their label pairs), a third of the
 // manager's memory at 10,000 credentials (test/bench), and needed bookkeeping to delete series.
+// The attempts counter is kept in attemptCounts, a plain map (~100 bytes per credential instead
+// of ~800 for a CounterVec series), and exported by the same collector.
 var (
 	expirationDesc = prometheus.NewDesc("dbtoken_credential_expiration_timestamp_seconds",
 		"Expiry of the token in the credential's Secret, as a Unix timestamp (status.expiresAt).",
@@ -41,16 +43,15 @@ var (
 		"Consecutive failed token requests of a credential (status.failedRefreshAttempts); 0 after a success.",
 		[]string{"namespace", "name", "identity"}, nil)
 
-	refreshAttempts = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "dbtoken_credential_refresh_attempts_total",
-		Help: "Token refreshes attempted for a credential, by result (success or failure) and Ready reason; a token shared from another credential of the same identity counts as a success.",
-	}, []string{"namespace", "name", "identity", "result", "reason"})
+	refreshAttemptsDesc = prometheus.NewDesc("dbtoken_credential_refresh_attempts_total",
+		"Token refreshes attempted for a credential, by result (success or failure) and Ready reason; a token shared from another credential of the same identity counts as a success.",
+		[]string{"namespace", "name", "identity", "result", "reason"}, nil)
 
 	credentialStatus = &statusCollector{}
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(credentialStatus, refreshAttempts)
+	ctrlmetrics.Registry.MustRegister(credentialStatus)
 }
 
 // identityKind names the credential's identity block for metric labels.
@@ -80,7 +81,7 @@ type statusCollector struct {
 }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{expirationDesc, nextRefreshDesc, readyStatusDesc, consecutiveFailuresDesc} {
+	for _, d := range []*prometheus.Desc{expirationDesc, nextRefreshDesc, readyStatusDesc, consecutiveFailuresDesc, refreshAttemptsDesc} {
 		ch <- d
 	}
 }
@@ -88,6 +89,7 @@ func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 // Collect lists both kinds from the cache without copying them (read only) and emits their gauges.
 // A cluster credential's series carry namespace="".
 func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
+	attempts.collect(ch)
 	reader := c.current()
 	if reader == nil {
 		return
@@ -181,20 +183,62 @@ var (
 	statusMetricsAdded = map[ctrl.Manager]bool{}
 )
 
+// attemptCounts holds dbtoken_credential_refresh_attempts_total: per credential, a short list
+// of counts by identity kind, result and reason (usually one entry: success/TokenIssued).
+type attemptCounts struct {
+	mu sync.Mutex
+	m  map[types.NamespacedName][]attemptCount
+}
+
+type attemptCount struct {
+	identity, result, reason string
+	n                        float64
+}
+
+var attempts = &attemptCounts{m: map[types.NamespacedName][]attemptCount{}}
+
+func (a *attemptCounts) inc(key types.NamespacedName, identity, result, reason string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	counts := a.m[key]
+	for i := range counts {
+		if c := &counts[i]; c.identity == identity && c.result == result && c.reason == reason {
+			c.n++
+			return
+		}
+	}
+	a.m[key] = append(counts, attemptCount{identity: identity, result: result, reason: reason, n: 1})
+}
+
+func (a *attemptCounts) forget(key types.NamespacedName) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.m, key)
+}
+
+func (a *attemptCounts) collect(ch chan<- prometheus.Metric) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for key, counts := range a.m {
+		for _, c := range counts {
+			ch <- prometheus.MustNewConstMetric(refreshAttemptsDesc, prometheus.CounterValue, c.n, key.Namespace, key.Name, c.identity, c.result, c.reason)
+		}
+	}
+}
+
 // recordAttempt counts one token request and its outcome.
 func recordAttempt(cred *v1alpha1.DatabricksCredential, success bool, reason string) {
 	result := "failure"
 	if success {
 		result = "success"
 	}
-	refreshAttempts.WithLabelValues(cred.Namespace, cred.Name, identityKind(&cred.Spec), result, reason).Inc()
+	attempts.inc(types.NamespacedName{Namespace: cred.Namespace, Name: cred.Name}, identityKind(&cred.Spec), result, reason)
 }
 
 // forgetMetrics drops the attempt counters of a deleted credential (the status gauges go with
-// the object). Attempts carry result and reason labels; a scan on deletion, not on every pass, is
-// fine.
+// the object).
 func forgetMetrics(key types.NamespacedName) {
-	refreshAttempts.DeletePartialMatch(prometheus.Labels{"namespace": key.Namespace, "name": key.Name})
+	attempts.forget(key)
 }
 
 func unixOrZero(t *metav1.Time) float64 {

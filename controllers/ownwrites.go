@@ -2,8 +2,10 @@ package controllers
 
 import (
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -59,14 +61,29 @@ func (w *ownWrites) notEcho() predicate.Predicate {
 // After a status patch it keeps the resourceVersion the patch replaced; a pass that reads exactly
 // that version from the cache knows the cache is behind and reads the credential from the API
 // server instead. Acting on the older status would repeat the transition (an Event, a new
-// lastTransitionTime) the previous pass already wrote. Entries go as soon as the cache catches up.
+// lastTransitionTime) the previous pass already wrote. A cache catches up within milliseconds to
+// seconds: entries go when a pass sees the newer version, or after statusWriteMemory (swept every
+// sweepEvery writes), so that the map does not hold one entry per credential between refreshes.
 type statusWrites struct {
+	clock clock.PassiveClock
+
 	mu       sync.Mutex
-	replaced map[types.NamespacedName]string
+	replaced map[types.NamespacedName]replacedVersion
+	writes   int
 }
 
-func newStatusWrites() *statusWrites {
-	return &statusWrites{replaced: map[types.NamespacedName]string{}}
+type replacedVersion struct {
+	rv string
+	at time.Time
+}
+
+const (
+	statusWriteMemory = 30 * time.Second
+	sweepEvery        = 1024
+)
+
+func newStatusWrites(clk clock.PassiveClock) *statusWrites {
+	return &statusWrites{clock: clk, replaced: map[types.NamespacedName]replacedVersion{}}
 }
 
 // patched records a status write that moved the object from resourceVersion before to after.
@@ -74,20 +91,29 @@ func (s *statusWrites) patched(key types.NamespacedName, before, after string) {
 	if before == after { // nothing changed on the server
 		return
 	}
+	now := s.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.replaced[key] = before
+	s.replaced[key] = replacedVersion{rv: before, at: now}
+	if s.writes++; s.writes%sweepEvery == 0 {
+		for k, v := range s.replaced {
+			if now.Sub(v.at) > statusWriteMemory {
+				delete(s.replaced, k)
+			}
+		}
+	}
 }
 
 // stale reports whether the cached version is the one the last status write replaced.
 func (s *statusWrites) stale(key types.NamespacedName, cachedRV string) bool {
+	now := s.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rv, ok := s.replaced[key]
+	v, ok := s.replaced[key]
 	if !ok {
 		return false
 	}
-	if rv == cachedRV {
+	if v.rv == cachedRV && now.Sub(v.at) <= statusWriteMemory {
 		return true
 	}
 	delete(s.replaced, key)

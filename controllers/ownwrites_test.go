@@ -1,11 +1,14 @@
 package controllers
 
 import (
+	"fmt"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 func TestOwnWritesRecognisesOnlyTheVersionWritten(t *testing.T) {
@@ -32,7 +35,8 @@ func TestOwnWritesRecognisesOnlyTheVersionWritten(t *testing.T) {
 
 func TestStatusWritesDetectsACacheBehindOurWrite(t *testing.T) {
 	key := types.NamespacedName{Namespace: "ns", Name: "c"}
-	s := newStatusWrites()
+	clk := clocktesting.NewFakePassiveClock(time.Now())
+	s := newStatusWrites(clk)
 	if s.stale(key, "1") {
 		t.Fatal("stale without any write")
 	}
@@ -52,5 +56,20 @@ func TestStatusWritesDetectsACacheBehindOurWrite(t *testing.T) {
 	}
 	if s.stale(key, "3") {
 		t.Fatal("once caught up, the entry is gone")
+	}
+
+	s.patched(key, "5", "6")
+	clk.SetTime(clk.Now().Add(statusWriteMemory + time.Second))
+	if s.stale(key, "5") {
+		t.Fatal("a cache is not taken for stale long after the write; the entry expires")
+	}
+	other := types.NamespacedName{Namespace: "ns", Name: "other"}
+	s.patched(other, "1", "2")
+	clk.SetTime(clk.Now().Add(statusWriteMemory + time.Second))
+	for i := range sweepEvery {
+		s.patched(types.NamespacedName{Namespace: "ns", Name: "c"}, "x", fmt.Sprint(i))
+	}
+	if _, ok := s.replaced[other]; ok {
+		t.Fatal("old entries are swept while writes go on")
 	}
 }

@@ -65,6 +65,11 @@ func (c *SharedCache) Token(ctx context.Context, req Request, usable func(Token)
 	return v.(Token), dup, nil
 }
 
+// Cached returns the live token of the identity whose Request.Hash is key, without an exchange.
+func (c *SharedCache) Cached(key string) (Token, bool) {
+	return c.lookup(key)
+}
+
 // Len is the number of identities with a live token, for tests and metrics.
 func (c *SharedCache) Len() int {
 	c.mu.Lock()
