@@ -158,7 +158,7 @@ func newReferenceCache(mgr ctrl.Manager, namespaces []string) (cache.Cache, erro
 		HTTPClient:       mgr.GetHTTPClient(),
 		Scheme:           mgr.GetScheme(),
 		Mapper:           mgr.GetRESTMapper(),
-		DefaultTransform: cache.TransformStripManagedFields(),
+		DefaultTransform: stripForCache,
 		ByObject: map[client.Object]cache.ByObject{
 			secretMeta: {Label: labels.NewSelector().Add(*notOurs)},
 		},
@@ -186,7 +186,7 @@ func CacheOptions(namespaces []string) cache.Options {
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {Label: labels.NewSelector().Add(*managed)},
 		},
-		DefaultTransform: cache.TransformStripManagedFields(),
+		DefaultTransform: stripForCache,
 	}
 	if len(namespaces) > 0 {
 		opts.DefaultNamespaces = map[string]cache.Config{}
@@ -195,4 +195,24 @@ func CacheOptions(namespaces []string) cache.Options {
 		}
 	}
 	return opts
+}
+
+// stripForCache drops from cached objects what the controllers never read and what can be most
+// of an object's size: managedFields, and the last-applied-configuration annotation that
+// `kubectl apply` (and Argo CD's client-side apply) stores, a full JSON copy of the object. Safe
+// because the controllers write only with patches computed between two cached copies, never
+// with an update of a cached object, so the stripped fields are never sent back.
+func stripForCache(obj any) (any, error) {
+	obj, err := cache.TransformStripManagedFields()(obj)
+	if err != nil {
+		return obj, err
+	}
+	if m, ok := obj.(metav1.Object); ok {
+		if a := m.GetAnnotations(); a != nil {
+			if _, ok := a[corev1.LastAppliedConfigAnnotation]; ok {
+				delete(a, corev1.LastAppliedConfigAnnotation)
+			}
+		}
+	}
+	return obj, nil
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
 	"github.com/dbtoken/databricks-token-operator/controllers"
+	"github.com/dbtoken/databricks-token-operator/internal/gcconfig"
 	"github.com/dbtoken/databricks-token-operator/internal/token"
 )
 
@@ -68,6 +69,9 @@ func main() {
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	gc := gcconfig.Apply()
+	ctrl.Log.WithName("setup").Info("garbage collector", "gcPercent", gc.GCPercent, "gcPercentFrom", gc.GCPercentFrom,
+		"memoryLimitBytes", gc.MemoryLimit, "memoryLimitFrom", gc.MemoryLimitFrom)
 
 	if err := run(ctrl.SetupSignalHandler(), o); err != nil {
 		ctrl.Log.WithName("setup").Error(err, "manager exited")
