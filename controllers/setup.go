@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
+	"github.com/dbtoken/databricks-token-operator/internal/intern"
 )
 
 // Field indexes over DatabricksCredentials, so that a change to a referenced Secret or ConfigMap
@@ -178,13 +180,21 @@ func newReferenceCache(mgr ctrl.Manager, namespaces []string) (cache.Cache, erro
 
 // CacheOptions are the manager cache settings this controller relies on: Secrets are cached only
 // with our label (the targets we write), so the manager's memory does not grow with the cluster's
-// unrelated Secrets, and only the watched namespaces are cached when --namespaces is set.
+// unrelated Secrets, and only the watched namespaces are cached when --namespaces is set. Cached
+// target Secrets share equal token and annotation values (shareValues).
 func CacheOptions(namespaces []string) cache.Options {
 	managed, err := labels.NewRequirement(v1alpha1.LabelCredential, selection.Exists, nil)
 	utilruntime.Must(err)
+	shared := intern.NewTable(clock.RealClock{}, time.Hour)
 	opts := cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: labels.NewSelector().Add(*managed)},
+			&corev1.Secret{}: {Label: labels.NewSelector().Add(*managed), Transform: func(obj any) (any, error) {
+				obj, err := stripForCache(obj)
+				if s, ok := obj.(*corev1.Secret); ok && err == nil {
+					shareValues(shared, s)
+				}
+				return obj, err
+			}},
 		},
 		DefaultTransform: stripForCache,
 	}
@@ -215,4 +225,15 @@ func stripForCache(obj any) (any, error) {
 		}
 	}
 	return obj, nil
+}
+
+// shareValues makes a cached target Secret share its token and annotation values with the other
+// Secrets of the same identity, which hold the same ones (see internal/intern).
+func shareValues(t *intern.Table, s *corev1.Secret) {
+	for k, v := range s.Data {
+		s.Data[k] = t.Bytes(v)
+	}
+	for k, v := range s.Annotations {
+		s.Annotations[k] = t.String(v)
+	}
 }
