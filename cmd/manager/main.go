@@ -138,7 +138,8 @@ func run(ctx context.Context, o options) error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+	// Ready once the caches have synced: a replica that answers earlier cannot act on changes yet.
+	if err := mgr.AddReadyzCheck("caches", controllers.CachesSynced(mgr)); err != nil {
 		return err
 	}
 	log.Info("starting manager", "namespaces", namespaces, "allowedTokenHosts", o.allowedTokenHosts, "tokenTimeout", o.tokenTimeout)

@@ -260,7 +260,7 @@ func (b *bench) cleanup() {
 
 func (b *bench) startManager(ctx context.Context) (*manager, error) {
 	b.managers++
-	m, err := startManager(ctx, b.bin, b.kubeconfig, b.tmp, fmt.Sprintf("manager-%d", b.managers), b.cfg.ManagerArgs, b.cfg.Poll)
+	m, err := startManager(ctx, b.bin, b.kubeconfig, b.tmp, fmt.Sprintf("manager-%d", b.managers), b.cfg.ManagerArgs, b.cfg.ManagerEnv, b.cfg.Poll)
 	if err != nil {
 		return nil, err
 	}

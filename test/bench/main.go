@@ -53,13 +53,14 @@ type config struct {
 	Quiet               time.Duration
 	SettleMax           time.Duration
 	ManagerArgs         []string
+	ManagerEnv          []string
 	UnrelatedSecretSize int
 	Label               string
 }
 
 func main() {
 	var c config
-	var managerArgs string
+	var managerArgs, managerEnv string
 	flag.IntVar(&c.N, "n", 1000, "number of DatabricksCredentials")
 	flag.IntVar(&c.M, "m", 20, "number of service principals (unique identities) the credentials are spread over")
 	flag.IntVar(&c.K, "k", 2000, "number of unrelated 64 KiB Secrets created in the unrelated phase (e.g. 10000)")
@@ -74,11 +75,13 @@ func main() {
 	flag.DurationVar(&c.ReadyPoll, "ready-poll", 0, "interval of the Ready poll (a server-side list of all credentials); 0: 250ms per 1000 credentials, at least 250ms")
 	flag.DurationVar(&c.Quiet, "quiet", 10*time.Second, "settled means: no write by the manager and (almost) no manager CPU for this long")
 	flag.DurationVar(&c.SettleMax, "settle-max", 3*time.Minute, "give up waiting for the manager to settle after this long (reported as not settled)")
+	flag.StringVar(&managerEnv, "manager-env", "", "extra environment of the manager only, space-separated NAME=value (e.g. \"GOGC=100\"); the envtest apiserver and etcd do not get it")
 	flag.StringVar(&managerArgs, "manager-args", "", "extra flags for the manager, space-separated (e.g. \"--max-concurrent-reconciles=8 --kube-api-qps=200\"); default: the manager's defaults")
 	flag.IntVar(&c.UnrelatedSecretSize, "unrelated-size", 64<<10, "data bytes per unrelated Secret")
 	flag.StringVar(&c.Label, "label", "", "free text recorded with the results, e.g. the commit measured when running outside a git checkout")
 	flag.Parse()
 	c.ManagerArgs = strings.Fields(managerArgs)
+	c.ManagerEnv = strings.Fields(managerEnv)
 	if c.ReadyPoll == 0 {
 		// A list of N credentials costs the apiserver time in proportion to N, on the same two
 		// cores the manager and apiserver are measured on: at N=10,000 a 250 ms poll took more

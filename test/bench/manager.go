@@ -61,10 +61,10 @@ func managerArgs(kubeconfig, probe string, extra []string) []string {
 
 // startManager launches the binary and waits until /readyz answers. A free port can be taken
 // between probing and binding; then the manager exits at once and another port is tried.
-func startManager(ctx context.Context, bin, kubeconfig, logDir, name string, extra []string, sampleEvery time.Duration) (*manager, error) {
+func startManager(ctx context.Context, bin, kubeconfig, logDir, name string, extra, env []string, sampleEvery time.Duration) (*manager, error) {
 	var lastErr error
 	for attempt := 1; attempt <= 3; attempt++ {
-		m, err := launchManager(bin, kubeconfig, logDir, fmt.Sprintf("%s-%d", name, attempt), extra, sampleEvery)
+		m, err := launchManager(bin, kubeconfig, logDir, fmt.Sprintf("%s-%d", name, attempt), extra, env, sampleEvery)
 		if err != nil {
 			return nil, err
 		}
@@ -79,7 +79,7 @@ func startManager(ctx context.Context, bin, kubeconfig, logDir, name string, ext
 	return nil, fmt.Errorf("manager %s did not become ready: %w", name, lastErr)
 }
 
-func launchManager(bin, kubeconfig, logDir, name string, extra []string, sampleEvery time.Duration) (*manager, error) {
+func launchManager(bin, kubeconfig, logDir, name string, extra, env []string, sampleEvery time.Duration) (*manager, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -93,7 +93,7 @@ func launchManager(bin, kubeconfig, logDir, name string, extra []string, sampleE
 	m.cmd = exec.Command(bin, managerArgs(kubeconfig, m.probe, extra)...)
 	m.cmd.Stdout = m.out
 	m.cmd.Stderr = m.out
-	m.cmd.Env = append(os.Environ(), "GODEBUG="+withGCTrace(os.Getenv("GODEBUG")))
+	m.cmd.Env = append(append(os.Environ(), env...), "GODEBUG="+withGCTrace(os.Getenv("GODEBUG")))
 	// Own process group: a Ctrl-C reaches only the benchmark, which stops the manager in order.
 	// Pdeathsig: if the benchmark dies without cleaning up, the kernel kills the manager.
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

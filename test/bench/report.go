@@ -164,7 +164,7 @@ func (c config) MarshalJSON() ([]byte, error) {
 		"n": c.N, "m": c.M, "k": c.K, "namespaces": c.Namespaces, "concurrency": c.Concurrency,
 		"clientQPS": c.ClientQPS, "clientBurst": c.ClientBurst, "skipUnrelatedPhase": c.SkipUnrelated,
 		"timeout": c.Timeout.String(), "poll": c.Poll.String(), "readyPoll": c.ReadyPoll.String(), "quiet": c.Quiet.String(),
-		"settleMax": c.SettleMax.String(), "managerArgs": c.ManagerArgs, "unrelatedSecretBytes": c.UnrelatedSecretSize, "label": c.Label,
+		"settleMax": c.SettleMax.String(), "managerArgs": c.ManagerArgs, "managerEnv": c.ManagerEnv, "unrelatedSecretBytes": c.UnrelatedSecretSize, "label": c.Label,
 	})
 }
 
@@ -206,6 +206,9 @@ func printReport(w io.Writer, r *results) {
 	args := "manager defaults"
 	if len(c.ManagerArgs) > 0 {
 		args = strings.Join(c.ManagerArgs, " ")
+	}
+	if len(c.ManagerEnv) > 0 {
+		args += "; manager environment: " + strings.Join(c.ManagerEnv, " ")
 	}
 	fmt.Fprintf(w, "run: N=%d credentials, M=%d service principals, %d namespaces, K=%d unrelated Secrets, %d creation clients (QPS %.0f/burst %d); manager flags: %s\n",
 		c.N, c.M, c.Namespaces, c.K, c.Concurrency, c.ClientQPS, c.ClientBurst, args)
