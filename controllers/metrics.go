@@ -27,25 +27,25 @@ import (
 // The attempts counter is kept in attemptCounts, a plain map (~100 bytes per credential instead
 // of ~800 for a CounterVec series), and exported by the same collector.
 var (
-	expirationDesc = prometheus.NewDesc("dbtoken_credential_expiration_timestamp_seconds",
+	expirationTimestamp = newScrapeGauge("dbtoken_credential_expiration_timestamp_seconds",
 		"Expiry of the token in the credential's Secret, as a Unix timestamp (status.expiresAt).",
-		[]string{"namespace", "name", "identity"}, nil)
+		[]string{"namespace", "name", "identity"})
 
-	nextRefreshDesc = prometheus.NewDesc("dbtoken_credential_next_refresh_timestamp_seconds",
+	nextRefreshTimestamp = newScrapeGauge("dbtoken_credential_next_refresh_timestamp_seconds",
 		"Next planned token request (refresh or retry), as a Unix timestamp (status.nextRefreshTime).",
-		[]string{"namespace", "name", "identity"}, nil)
+		[]string{"namespace", "name", "identity"})
 
-	readyStatusDesc = prometheus.NewDesc("dbtoken_credential_ready_status",
+	readyStatus = newScrapeGauge("dbtoken_credential_ready_status",
 		"The credential's Ready condition: 1 for the current status (True, False or Unknown), 0 for the others.",
-		[]string{"namespace", "name", "identity", "condition"}, nil)
+		[]string{"namespace", "name", "identity", "condition"})
 
-	consecutiveFailuresDesc = prometheus.NewDesc("dbtoken_credential_consecutive_failures",
+	consecutiveFailures = newScrapeGauge("dbtoken_credential_consecutive_failures",
 		"Consecutive failed token requests of a credential (status.failedRefreshAttempts); 0 after a success.",
-		[]string{"namespace", "name", "identity"}, nil)
+		[]string{"namespace", "name", "identity"})
 
-	refreshAttemptsDesc = prometheus.NewDesc("dbtoken_credential_refresh_attempts_total",
+	refreshAttempts = newScrapeCounter("dbtoken_credential_refresh_attempts_total",
 		"Token refreshes attempted for a credential, by result (success or failure) and Ready reason; a token shared from another credential of the same identity counts as a success.",
-		[]string{"namespace", "name", "identity", "result", "reason"}, nil)
+		[]string{"namespace", "name", "identity", "result", "reason"})
 
 	credentialStatus = &statusCollector{}
 )
@@ -69,6 +69,26 @@ func identityKind(spec *v1alpha1.DatabricksCredentialSpec) string {
 	return "unknown"
 }
 
+// scrapeMetric is a metric whose samples are computed at scrape time: its descriptor and type.
+// (test/monitoring reads the newScrape* calls to check docs/monitoring.md.)
+type scrapeMetric struct {
+	desc *prometheus.Desc
+	kind prometheus.ValueType
+}
+
+func newScrapeGauge(name, help string, labels []string) scrapeMetric {
+	return scrapeMetric{desc: prometheus.NewDesc(name, help, labels, nil), kind: prometheus.GaugeValue}
+}
+
+func newScrapeCounter(name, help string, labels []string) scrapeMetric {
+	return scrapeMetric{desc: prometheus.NewDesc(name, help, labels, nil), kind: prometheus.CounterValue}
+}
+
+// sample is one value of m with the given label values.
+func (m scrapeMetric) sample(v float64, labelValues ...string) prometheus.Metric {
+	return prometheus.MustNewConstMetric(m.desc, m.kind, v, labelValues...)
+}
+
 var conditionValues = []metav1.ConditionStatus{metav1.ConditionTrue, metav1.ConditionFalse, metav1.ConditionUnknown}
 
 // statusCollector exports the status gauges of every credential in a manager's cache. The
@@ -81,8 +101,8 @@ type statusCollector struct {
 }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{expirationDesc, nextRefreshDesc, readyStatusDesc, consecutiveFailuresDesc, refreshAttemptsDesc} {
-		ch <- d
+	for _, m := range []scrapeMetric{expirationTimestamp, nextRefreshTimestamp, readyStatus, consecutiveFailures, refreshAttempts} {
+		ch <- m.desc
 	}
 }
 
@@ -112,9 +132,9 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 
 func collectStatus(ch chan<- prometheus.Metric, obj *metav1.ObjectMeta, spec *v1alpha1.DatabricksCredentialSpec, st *v1alpha1.DatabricksCredentialStatus) {
 	kind := identityKind(spec)
-	ch <- prometheus.MustNewConstMetric(expirationDesc, prometheus.GaugeValue, unixOrZero(st.ExpiresAt), obj.Namespace, obj.Name, kind)
-	ch <- prometheus.MustNewConstMetric(nextRefreshDesc, prometheus.GaugeValue, unixOrZero(st.NextRefreshTime), obj.Namespace, obj.Name, kind)
-	ch <- prometheus.MustNewConstMetric(consecutiveFailuresDesc, prometheus.GaugeValue, float64(st.FailedRefreshAttempts), obj.Namespace, obj.Name, kind)
+	ch <- expirationTimestamp.sample(unixOrZero(st.ExpiresAt), obj.Namespace, obj.Name, kind)
+	ch <- nextRefreshTimestamp.sample(unixOrZero(st.NextRefreshTime), obj.Namespace, obj.Name, kind)
+	ch <- consecutiveFailures.sample(float64(st.FailedRefreshAttempts), obj.Namespace, obj.Name, kind)
 	current := metav1.ConditionUnknown
 	if cond := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady); cond != nil {
 		current = cond.Status
@@ -124,7 +144,7 @@ func collectStatus(ch chan<- prometheus.Metric, obj *metav1.ObjectMeta, spec *v1
 		if s == current {
 			v = 1
 		}
-		ch <- prometheus.MustNewConstMetric(readyStatusDesc, prometheus.GaugeValue, v, obj.Namespace, obj.Name, kind, string(s))
+		ch <- readyStatus.sample(v, obj.Namespace, obj.Name, kind, string(s))
 	}
 }
 
@@ -221,7 +241,7 @@ func (a *attemptCounts) collect(ch chan<- prometheus.Metric) {
 	defer a.mu.Unlock()
 	for key, counts := range a.m {
 		for _, c := range counts {
-			ch <- prometheus.MustNewConstMetric(refreshAttemptsDesc, prometheus.CounterValue, c.n, key.Namespace, key.Name, c.identity, c.result, c.reason)
+			ch <- refreshAttempts.sample(c.n, key.Namespace, key.Name, c.identity, c.result, c.reason)
 		}
 	}
 }

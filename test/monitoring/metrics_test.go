@@ -105,13 +105,20 @@ func parseMetrics() ([]metric, error) {
 	return out, nil
 }
 
-var constructor = regexp.MustCompile(`^New(Gauge|Counter|Histogram|Summary)(Vec)?$`)
+var (
+	constructor       = regexp.MustCompile(`^New(Gauge|Counter|Histogram|Summary)(Vec)?$`)
+	scrapeConstructor = regexp.MustCompile(`^newScrape(Gauge|Counter)$`)
+)
 
-// metricFromCall recognises prometheus.NewXxx[Vec](prometheus.XxxOpts{Name: "dbtoken_...", ...}[, []string{...}]).
+// metricFromCall recognises prometheus.NewXxx[Vec](prometheus.XxxOpts{Name: "dbtoken_...", ...}[, []string{...}])
+// and controllers' scrape-time metrics, newScrapeXxx("dbtoken_...", "help", []string{...}).
 func metricFromCall(n ast.Node) (metric, bool) {
 	call, ok := n.(*ast.CallExpr)
 	if !ok || len(call.Args) == 0 {
 		return metric{}, false
+	}
+	if fn, ok := call.Fun.(*ast.Ident); ok {
+		return scrapeMetricFromCall(fn, call)
 	}
 	sel, ok := call.Fun.(*ast.SelectorExpr)
 	if !ok {
@@ -153,6 +160,23 @@ func metricFromCall(n ast.Node) (metric, bool) {
 			for _, el := range labels.Elts {
 				m.Labels = append(m.Labels, stringLit(el))
 			}
+		}
+	}
+	return m, true
+}
+
+func scrapeMetricFromCall(fn *ast.Ident, call *ast.CallExpr) (metric, bool) {
+	kind := scrapeConstructor.FindStringSubmatch(fn.Name)
+	if kind == nil || len(call.Args) != 3 {
+		return metric{}, false
+	}
+	m := metric{Type: strings.ToLower(kind[1]), Name: stringLit(call.Args[0]), Help: stringLit(call.Args[1])}
+	if !strings.HasPrefix(m.Name, "dbtoken_") {
+		return metric{}, false
+	}
+	if labels, ok := call.Args[2].(*ast.CompositeLit); ok {
+		for _, el := range labels.Elts {
+			m.Labels = append(m.Labels, stringLit(el))
 		}
 	}
 	return m, true
