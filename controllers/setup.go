@@ -181,22 +181,15 @@ func newReferenceCache(mgr ctrl.Manager, namespaces []string) (cache.Cache, erro
 // CacheOptions are the manager cache settings this controller relies on: Secrets are cached only
 // with our label (the targets we write), so the manager's memory does not grow with the cluster's
 // unrelated Secrets, and only the watched namespaces are cached when --namespaces is set. Cached
-// target Secrets share equal token and annotation values (shareValues).
+// objects are slimmed and share their repeated values (cacheTransform).
 func CacheOptions(namespaces []string) cache.Options {
 	managed, err := labels.NewRequirement(v1alpha1.LabelCredential, selection.Exists, nil)
 	utilruntime.Must(err)
-	shared := intern.NewTable(clock.RealClock{}, time.Hour)
 	opts := cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: labels.NewSelector().Add(*managed), Transform: func(obj any) (any, error) {
-				obj, err := stripForCache(obj)
-				if s, ok := obj.(*corev1.Secret); ok && err == nil {
-					shareValues(shared, s)
-				}
-				return obj, err
-			}},
+			&corev1.Secret{}: {Label: labels.NewSelector().Add(*managed)},
 		},
-		DefaultTransform: stripForCache,
+		DefaultTransform: cacheTransform(intern.NewTable(clock.RealClock{}, time.Hour)),
 	}
 	if len(namespaces) > 0 {
 		opts.DefaultNamespaces = map[string]cache.Config{}
@@ -205,35 +198,4 @@ func CacheOptions(namespaces []string) cache.Options {
 		}
 	}
 	return opts
-}
-
-// stripForCache drops from cached objects what the controllers never read and what can be most
-// of an object's size: managedFields, and the last-applied-configuration annotation that
-// `kubectl apply` (and Argo CD's client-side apply) stores, a full JSON copy of the object. Safe
-// because the controllers write only with patches computed between two cached copies, never
-// with an update of a cached object, so the stripped fields are never sent back.
-func stripForCache(obj any) (any, error) {
-	obj, err := cache.TransformStripManagedFields()(obj)
-	if err != nil {
-		return obj, err
-	}
-	if m, ok := obj.(metav1.Object); ok {
-		if a := m.GetAnnotations(); a != nil {
-			if _, ok := a[corev1.LastAppliedConfigAnnotation]; ok {
-				delete(a, corev1.LastAppliedConfigAnnotation)
-			}
-		}
-	}
-	return obj, nil
-}
-
-// shareValues makes a cached target Secret share its token and annotation values with the other
-// Secrets of the same identity, which hold the same ones (see internal/intern).
-func shareValues(t *intern.Table, s *corev1.Secret) {
-	for k, v := range s.Data {
-		s.Data[k] = t.Bytes(v)
-	}
-	for k, v := range s.Annotations {
-		s.Annotations[k] = t.String(v)
-	}
 }

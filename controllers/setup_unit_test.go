@@ -6,6 +6,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
 )
 
 func TestStripForCacheDropsWhatIsNeverRead(t *testing.T) {
@@ -34,14 +36,9 @@ func TestStripForCacheDropsWhatIsNeverRead(t *testing.T) {
 }
 
 func TestCachedTargetSecretsShareTheirToken(t *testing.T) {
-	var transform func(any) (any, error)
-	for obj, by := range CacheOptions(nil).ByObject {
-		if _, ok := obj.(*corev1.Secret); ok {
-			transform = by.Transform
-		}
-	}
+	transform := CacheOptions(nil).DefaultTransform
 	if transform == nil {
-		t.Fatal("no transform for target Secrets")
+		t.Fatal("no cache transform")
 	}
 	target := func(name string) *corev1.Secret {
 		return &corev1.Secret{
@@ -67,5 +64,32 @@ func TestCachedTargetSecretsShareTheirToken(t *testing.T) {
 	}
 	if sa.ManagedFields != nil {
 		t.Error("managedFields kept")
+	}
+	for k := range sa.Annotations {
+		for k2 := range sb.Annotations {
+			if k == k2 && unsafe.StringData(k) != unsafe.StringData(k2) {
+				t.Error("annotation keys are held twice")
+			}
+		}
+	}
+
+	cred := func() *v1alpha1.DatabricksCredential {
+		return &v1alpha1.DatabricksCredential{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "analytics"},
+			Spec:       v1alpha1.DatabricksCredentialSpec{Host: "https://adb-1.azuredatabricks.net"},
+			Status: v1alpha1.DatabricksCredentialStatus{Conditions: []metav1.Condition{
+				{Type: "Ready", Status: metav1.ConditionTrue, Reason: "TokenIssued", Message: "valid"}}},
+		}
+	}
+	c1, _ := transform(cred())
+	c2, _ := transform(cred())
+	x, y := c1.(*v1alpha1.DatabricksCredential), c2.(*v1alpha1.DatabricksCredential)
+	if unsafe.StringData(x.Spec.Host) != unsafe.StringData(y.Spec.Host) ||
+		unsafe.StringData(x.Namespace) != unsafe.StringData(y.Namespace) ||
+		unsafe.StringData(x.Status.Conditions[0].Reason) != unsafe.StringData(y.Status.Conditions[0].Reason) {
+		t.Error("credentials do not share their host, namespace and condition vocabulary")
+	}
+	if x.Status.Conditions[0].Message != "valid" || x.Spec.Host != "https://adb-1.azuredatabricks.net" {
+		t.Error("values changed")
 	}
 }
