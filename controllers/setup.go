@@ -175,8 +175,16 @@ func newReferenceCache(mgr ctrl.Manager, namespaces []string) (cache.Cache, erro
 	if err != nil {
 		return nil, fmt.Errorf("creating the reference cache: %w", err)
 	}
-	return c, mgr.Add(c)
+	// Registered as a cache (GetCache), the manager starts it on every replica, with its own
+	// cache, before the controllers: a plain runnable would start only on the leader, leaving a
+	// standby's informers cold and its /readyz (CachesSynced) failing.
+	return c, mgr.Add(cacheRunnable{c})
 }
+
+// cacheRunnable makes the manager treat a cache.Cache as one of its caches.
+type cacheRunnable struct{ cache.Cache }
+
+func (c cacheRunnable) GetCache() cache.Cache { return c.Cache }
 
 // CacheOptions are the manager cache settings this controller relies on: Secrets are cached only
 // with our label (the targets we write), so the manager's memory does not grow with the cluster's
