@@ -60,6 +60,8 @@ type ClusterDatabricksCredentialReconciler struct {
 	refs *referenceReader
 	// secretWrites lets the Secret watch drop the echoes of this controller's own writes.
 	secretWrites *ownWrites
+	// statusWrites detects a cached credential older than this controller's last status write.
+	statusWrites *statusWrites
 }
 
 // references is the reader for the objects a cluster credential refers to.
@@ -93,11 +95,13 @@ func (r *ClusterDatabricksCredentialReconciler) Reconcile(ctx context.Context, r
 	r.initOnce.Do(func() {
 		r.memory = newFailureMemory()
 		r.shared = token.NewSharedCache(r.Provider, r.Clock)
+		r.statusWrites = newStatusWrites(r.Clock)
 	})
 	ccred := &v1alpha1.ClusterDatabricksCredential{}
-	if err := r.Get(ctx, req.NamespacedName, ccred); err != nil {
+	if err := r.statusWrites.get(ctx, r.Client, r.APIReader, req.NamespacedName, ccred); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.memory.forget(req.NamespacedName)
+			r.statusWrites.forget(req.NamespacedName)
 			forgetMetrics(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
@@ -391,7 +395,11 @@ func (r *ClusterDatabricksCredentialReconciler) patchStatus(ctx context.Context,
 	if equality.Semantic.DeepEqual(before.Status, after.Status) {
 		return nil
 	}
-	return client.IgnoreNotFound(r.Status().Patch(ctx, after, client.MergeFrom(before)))
+	if err := r.Status().Patch(ctx, after, client.MergeFrom(before)); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	r.statusWrites.patched(client.ObjectKeyFromObject(after), before.ResourceVersion, after.ResourceVersion)
+	return nil
 }
 
 // credentialView is the cluster credential as a DatabricksCredential: the same name, UID,

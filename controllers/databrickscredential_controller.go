@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -99,7 +98,7 @@ func (r *DatabricksCredentialReconciler) Reconcile(ctx context.Context, req ctrl
 		r.statusWrites = newStatusWrites(r.Clock)
 	})
 	cred := &v1alpha1.DatabricksCredential{}
-	if err := r.getCredential(ctx, req.NamespacedName, cred); err != nil {
+	if err := r.statusWrites.get(ctx, r.Client, r.APIReader, req.NamespacedName, cred); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.memory.forget(req.NamespacedName)
 			r.statusWrites.forget(req.NamespacedName)
@@ -170,19 +169,6 @@ func (r *DatabricksCredentialReconciler) Reconcile(ctx context.Context, req ctrl
 // holdsToken reports whether status already records tok (status keeps whole seconds).
 func holdsToken(st *v1alpha1.DatabricksCredentialStatus, tok token.Token) bool {
 	return st.ExpiresAt != nil && st.ExpiresAt.Unix() == tok.ExpiresAt.Unix()
-}
-
-// getCredential reads the credential from the cache, or from the API server when the cache has
-// not yet caught up with this controller's last status write (see statusWrites).
-func (r *DatabricksCredentialReconciler) getCredential(ctx context.Context, key types.NamespacedName, cred *v1alpha1.DatabricksCredential) error {
-	if err := r.Get(ctx, key, cred); err != nil {
-		return err
-	}
-	if !r.statusWrites.stale(key, cred.ResourceVersion) {
-		return nil
-	}
-	log.FromContext(ctx).V(1).Info("cache is older than our last status write; reading the credential from the API server")
-	return r.APIReader.Get(ctx, key, cred)
 }
 
 // keep leaves the token in place, repairing only metadata drift, and refreshes status from the

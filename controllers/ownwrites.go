@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 )
 
@@ -118,6 +120,19 @@ func (s *statusWrites) stale(key types.NamespacedName, cachedRV string) bool {
 	}
 	delete(s.replaced, key)
 	return false
+}
+
+// get reads obj from the cache, or from the API server when the cache still shows the version
+// this process's last status write replaced.
+func (s *statusWrites) get(ctx context.Context, cached, direct client.Reader, key types.NamespacedName, obj client.Object) error {
+	if err := cached.Get(ctx, key, obj); err != nil {
+		return err
+	}
+	if !s.stale(key, obj.GetResourceVersion()) {
+		return nil
+	}
+	log.FromContext(ctx).V(1).Info("cache is older than our last status write; reading from the API server")
+	return direct.Get(ctx, key, obj)
 }
 
 func (s *statusWrites) forget(key types.NamespacedName) {
