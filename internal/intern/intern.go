@@ -45,17 +45,7 @@ func (t *Table) String(s string) string {
 	if s == "" {
 		return s
 	}
-	now := t.clock.Now()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.sweepLocked(now)
-	e, ok := t.m[s]
-	if !ok {
-		e.shared = s
-	}
-	e.lastUsed = now
-	t.m[e.shared] = e
-	return e.shared
+	return t.share(s, nil)
 }
 
 // Bytes returns a shared, read-only copy of b. The result aliases a string's memory: writing to
@@ -64,8 +54,33 @@ func (t *Table) Bytes(b []byte) []byte {
 	if len(b) == 0 {
 		return b
 	}
-	s := t.String(string(b))
+	s := t.share("", b)
 	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
+
+// share returns the shared copy of s, or of b when b is not nil. A value already held costs no
+// allocation: the map lookup with string(b) does not copy b.
+func (t *Table) share(s string, b []byte) string {
+	now := t.clock.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sweepLocked(now)
+	var e entry
+	var ok bool
+	if b != nil {
+		e, ok = t.m[string(b)]
+	} else {
+		e, ok = t.m[s]
+	}
+	if !ok {
+		if b != nil {
+			s = string(b)
+		}
+		e.shared = s
+	}
+	e.lastUsed = now
+	t.m[e.shared] = e
+	return e.shared
 }
 
 // Len is the number of values held, for tests.
