@@ -83,7 +83,7 @@ type SubjectTokenFunc func(ctx context.Context, sa ServiceAccountToken) (string,
 // kubernetes.io/tls Secret, that sign Entra client assertions.
 type ClientCertificate struct {
 	CertPEM []byte
-	KeyPEM  []byte
+	KeyPEM  []byte `json:"-"`
 }
 
 // String keeps %v from printing the private key.
@@ -98,10 +98,12 @@ func (c ClientCertificate) LogValue() slog.Value { return slog.StringValue(c.Str
 // Request is everything one token exchange needs. Its Hash is what the target Secret's
 // inputs-hash annotation records, so a change of any field mints a new token.
 type Request struct {
-	Kind         Kind
-	TokenURL     string
-	ClientID     string
-	ClientSecret string
+	Kind     Kind
+	TokenURL string
+	ClientID string
+	// ClientSecret is never encoded: a Request passed to a JSON-encoding logger (zap.Any,
+	// json.Marshal) shows everything but the secret.
+	ClientSecret string `json:"-"`
 	Scopes       []string
 	// SendInHeader sends the client credentials as HTTP Basic authentication; otherwise they go
 	// in the form body.
@@ -114,7 +116,7 @@ type Request struct {
 	// itself changes with every request and is never part of the Request or its Hash.
 	ServiceAccount *ServiceAccountToken
 	// SubjectToken mints the ServiceAccount token; required when ServiceAccount is set.
-	SubjectToken SubjectTokenFunc
+	SubjectToken SubjectTokenFunc `json:"-"`
 	// ClientCertificate, for azure.clientCertificateRef, signs a fresh client assertion for every
 	// exchange.
 	ClientCertificate *ClientCertificate
@@ -129,14 +131,14 @@ type Inputs struct {
 	// ClientID and ClientSecret come from a client-credentials Secret; blocks without one take
 	// the client ID from the spec.
 	ClientID     string
-	ClientSecret string
+	ClientSecret string `json:"-"`
 	CABundle     []byte
 	// Namespace is the credential's namespace: where its ServiceAccount lives.
 	Namespace    string
-	SubjectToken SubjectTokenFunc
+	SubjectToken SubjectTokenFunc `json:"-"`
 	// CertificatePEM and PrivateKeyPEM are tls.crt and tls.key of the client-certificate Secret.
 	CertificatePEM []byte
-	PrivateKeyPEM  []byte
+	PrivateKeyPEM  []byte `json:"-"`
 }
 
 // String describes the request without its secret, for logs.

@@ -3,6 +3,7 @@ package token
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -307,11 +308,18 @@ func TestRequestNeverPrintsSecret(t *testing.T) {
 		"slog text":        logWith(slog.NewTextHandler, r),
 		"slog JSON":        logWith(slog.NewJSONHandler, r),
 		"slog JSON, group": logWith(slog.NewJSONHandler, slog.GroupValue(slog.Any("req", r))),
+		// zap (controller-runtime's logger) encodes structs it does not know with encoding/json.
+		"json.Marshal":           mustJSON(t, r),
+		"json.Marshal in a map":  mustJSON(t, map[string]any{"req": &r, "inputs": Inputs{ClientSecret: r.ClientSecret}}),
+		"json.Marshal of a cert": mustJSON(t, ClientCertificate{CertPEM: []byte("cert"), KeyPEM: []byte(r.ClientSecret)}),
 	}
 	for name, out := range outputs {
 		if strings.Contains(out, r.ClientSecret) {
 			t.Errorf("%s prints the client secret: %s", name, out)
 		}
+	}
+	if !strings.Contains(outputs["json.Marshal"], r.ClientID) {
+		t.Errorf("json.Marshal = %s, want the client ID", outputs["json.Marshal"])
 	}
 	// What it does print is useful for an operator reading a log.
 	for _, name := range []string{"String", "%v", "%+v", "%#v", "slog JSON"} {
@@ -360,4 +368,13 @@ func logWith[H slog.Handler](newHandler func(w io.Writer, opts *slog.HandlerOpti
 	var buf bytes.Buffer
 	slog.New(newHandler(&buf, nil)).Info("exchange", "value", v)
 	return buf.String()
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
