@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -50,23 +49,5 @@ func (r *ClusterDatabricksCredentialReconciler) resolveInputs(ctx context.Contex
 }
 
 func (r *ClusterDatabricksCredentialReconciler) caBundle(ctx context.Context, ref *v1alpha1.ClusterCABundleReference) ([]byte, error) {
-	var cm corev1.ConfigMap
-	if err := r.references().Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, &cm); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, &token.Error{Reason: v1alpha1.ReasonSecretNotFound,
-				Message: fmt.Sprintf("ConfigMap %q named by caBundleRef does not exist in namespace %q", ref.Name, ref.Namespace),
-				Hint:    "create it with the PEM CA certificates, or remove spec.caBundleRef"}
-		}
-		return nil, err
-	}
-	key := keyOr(ref.Key, "ca.crt")
-	if v := cm.Data[key]; strings.TrimSpace(v) != "" {
-		return []byte(v), nil
-	}
-	if v := cm.BinaryData[key]; len(v) > 0 {
-		return v, nil
-	}
-	return nil, &token.Error{Reason: v1alpha1.ReasonSecretKeyMissing,
-		Message: fmt.Sprintf("ConfigMap %q in namespace %q has no key %q, or it is empty", ref.Name, ref.Namespace, key),
-		Hint:    "add the PEM bundle under that key, or set spec.caBundleRef.key"}
+	return readCABundle(ctx, r.references(), types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, ref.Key, "")
 }

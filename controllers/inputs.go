@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
 	"github.com/dbtoken/databricks-token-operator/internal/token"
@@ -141,24 +142,35 @@ func (r *DatabricksCredentialReconciler) serviceAccountToken(ctx context.Context
 }
 
 func (r *DatabricksCredentialReconciler) caBundle(ctx context.Context, namespace string, ref *v1alpha1.CABundleReference) ([]byte, error) {
+	return readCABundle(ctx, r.references(), types.NamespacedName{Namespace: namespace, Name: ref.Name}, ref.Key, namespace)
+}
+
+// readCABundle reads the PEM bundle under dataKey (default ca.crt) of the ConfigMap at key, for a
+// credential in credentialNamespace ("" for a cluster credential); messages name the ConfigMap's
+// namespace where it is not the credential's own.
+func readCABundle(ctx context.Context, refs client.Reader, key types.NamespacedName, dataKey, credentialNamespace string) ([]byte, error) {
 	var cm corev1.ConfigMap
-	if err := r.references().Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &cm); err != nil {
+	if err := refs.Get(ctx, key, &cm); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, &token.Error{Reason: v1alpha1.ReasonSecretNotFound,
-				Message: fmt.Sprintf("ConfigMap %q named by caBundleRef does not exist in namespace %q", ref.Name, namespace),
+				Message: fmt.Sprintf("ConfigMap %q named by caBundleRef does not exist in namespace %q", key.Name, key.Namespace),
 				Hint:    "create it with the PEM CA certificates, or remove spec.caBundleRef"}
 		}
 		return nil, err
 	}
-	key := keyOr(ref.Key, "ca.crt")
-	if v := cm.Data[key]; strings.TrimSpace(v) != "" {
+	dataKey = keyOr(dataKey, "ca.crt")
+	if v := cm.Data[dataKey]; strings.TrimSpace(v) != "" {
 		return []byte(v), nil
 	}
-	if v := cm.BinaryData[key]; len(v) > 0 {
+	if v := cm.BinaryData[dataKey]; len(v) > 0 {
 		return v, nil
 	}
+	where := ""
+	if key.Namespace != credentialNamespace {
+		where = fmt.Sprintf(" in namespace %q", key.Namespace)
+	}
 	return nil, &token.Error{Reason: v1alpha1.ReasonSecretKeyMissing,
-		Message: fmt.Sprintf("ConfigMap %q has no key %q, or it is empty", ref.Name, key),
+		Message: fmt.Sprintf("ConfigMap %q%s has no key %q, or it is empty", key.Name, where, dataKey),
 		Hint:    "add the PEM bundle under that key, or set spec.caBundleRef.key"}
 }
 
