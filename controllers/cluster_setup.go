@@ -69,18 +69,11 @@ func (r *ClusterDatabricksCredentialReconciler) SetupWithManager(ctx context.Con
 	}
 
 	r.secretWrites = newOwnWrites()
-	if err := addStatusMetrics(mgr); err != nil {
-		return err
-	}
 	refCache, err := sharedReferenceCache(mgr, opts.Namespaces)
 	if err != nil {
 		return err
 	}
 	r.refs = newReferenceReader(r.APIReader, refCache, mgr.GetScheme())
-	secretMeta := &metav1.PartialObjectMetadata{}
-	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	configMapMeta := &metav1.PartialObjectMetadata{}
-	configMapMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
 
 	maxConcurrent := opts.MaxConcurrentReconciles
 	if maxConcurrent <= 0 {
@@ -93,10 +86,10 @@ func (r *ClusterDatabricksCredentialReconciler) SetupWithManager(ctx context.Con
 		Owns(&corev1.Secret{}, builder.WithPredicates(r.secretWrites.notEcho())).
 		WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.selecting),
 			builder.WithPredicates(namespaceMembershipChanged())).
-		WatchesRawSource(source.Kind(refCache, secretMeta,
+		WatchesRawSource(source.Kind(refCache, coreMetadata("Secret"),
 			handler.TypedEnqueueRequestsFromMapFunc(r.referencing(indexClusterClientSecret)),
 			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
-		WatchesRawSource(source.Kind(refCache, configMapMeta,
+		WatchesRawSource(source.Kind(refCache, coreMetadata("ConfigMap"),
 			handler.TypedEnqueueRequestsFromMapFunc(r.referencing(indexClusterCABundle)),
 			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).

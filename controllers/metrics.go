@@ -9,7 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -165,10 +164,7 @@ func (c *statusCollector) remove(r client.Reader) {
 
 // collectFrom is a manager runnable that feeds the collector from the manager's cache while the
 // manager runs, on every replica: a standby's cache is as current as the leader's.
-type collectFrom struct {
-	cache  client.Reader
-	onStop func()
-}
+type collectFrom struct{ cache client.Reader }
 
 func (f collectFrom) Start(ctx context.Context) error {
 	credentialStatus.mu.Lock()
@@ -176,32 +172,11 @@ func (f collectFrom) Start(ctx context.Context) error {
 	credentialStatus.mu.Unlock()
 	<-ctx.Done()
 	credentialStatus.remove(f.cache)
-	f.onStop()
 	return nil
 }
 
 func (collectFrom) NeedLeaderElection() bool { return false }
 
-// addStatusMetrics registers the manager's cache with the status collector, once per manager
-// (both controllers call it).
-func addStatusMetrics(mgr ctrl.Manager) error {
-	statusMetricsMu.Lock()
-	defer statusMetricsMu.Unlock()
-	if statusMetricsAdded[mgr] {
-		return nil
-	}
-	statusMetricsAdded[mgr] = true
-	return mgr.Add(collectFrom{cache: mgr.GetCache(), onStop: func() {
-		statusMetricsMu.Lock()
-		defer statusMetricsMu.Unlock()
-		delete(statusMetricsAdded, mgr)
-	}})
-}
-
-var (
-	statusMetricsMu    sync.Mutex
-	statusMetricsAdded = map[ctrl.Manager]bool{}
-)
 
 // attemptCounts holds dbtoken_credential_refresh_attempts_total: per credential, a short list
 // of counts by identity kind, result and reason (usually one entry: success/TokenIssued).

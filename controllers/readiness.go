@@ -8,7 +8,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -34,17 +33,8 @@ func CachesSynced(mgr ctrl.Manager) healthz.Checker {
 		if err := informersSynced(ctx, mgr.GetCache(), &v1alpha1.DatabricksCredential{}, &v1alpha1.ClusterDatabricksCredential{}, &corev1.Secret{}); err != nil {
 			return err
 		}
-		refCachesMu.Lock()
-		refs, ok := refCaches[mgr]
-		refCachesMu.Unlock()
-		if ok {
-			var metas []client.Object
-			for _, kind := range []string{"Secret", "ConfigMap", "ServiceAccount"} {
-				m := &metav1.PartialObjectMetadata{}
-				m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind(kind))
-				metas = append(metas, m)
-			}
-			if err := informersSynced(ctx, refs, metas...); err != nil {
+		if refs, ok := referenceCacheOf(mgr); ok {
+			if err := informersSynced(ctx, refs, coreMetadata("Secret"), coreMetadata("ConfigMap"), coreMetadata("ServiceAccount")); err != nil {
 				return err
 			}
 		}

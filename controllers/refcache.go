@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 )
@@ -11,7 +13,9 @@ import (
 // sharedReferenceCache returns the manager's reference cache, creating it on first use, so that
 // the DatabricksCredential and ClusterDatabricksCredential controllers share one metadata informer
 // per kind instead of each holding every Secret's metadata. The first caller's namespaces apply
-// (both controllers get the manager's --namespaces). The entry is dropped when the manager stops.
+// (both controllers get the manager's --namespaces). The first call also feeds the status metrics
+// collector from the manager's cache (both kinds' gauges come from it). The entry is dropped when
+// the manager stops.
 func sharedReferenceCache(mgr ctrl.Manager, namespaces []string) (cache.Cache, error) {
 	refCachesMu.Lock()
 	defer refCachesMu.Unlock()
@@ -22,12 +26,23 @@ func sharedReferenceCache(mgr ctrl.Manager, namespaces []string) (cache.Cache, e
 	if err != nil {
 		return nil, err
 	}
+	if err := mgr.Add(collectFrom{cache: mgr.GetCache()}); err != nil {
+		return nil, err
+	}
 	refCaches[mgr] = c
 	return c, mgr.Add(forgetOnStop(func() {
 		refCachesMu.Lock()
 		defer refCachesMu.Unlock()
 		delete(refCaches, mgr)
 	}))
+}
+
+// referenceCacheOf returns the manager's reference cache, if a controller created one.
+func referenceCacheOf(mgr ctrl.Manager) (cache.Cache, bool) {
+	refCachesMu.Lock()
+	defer refCachesMu.Unlock()
+	c, ok := refCaches[mgr]
+	return c, ok
 }
 
 var (
@@ -45,3 +60,10 @@ func (f forgetOnStop) Start(ctx context.Context) error {
 }
 
 func (forgetOnStop) NeedLeaderElection() bool { return false }
+
+// coreMetadata is an empty metadata-only object of a core/v1 kind, for metadata caches and watches.
+func coreMetadata(kind string) *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind(kind))
+	return m
+}

@@ -5,7 +5,6 @@ import (
 	"reflect"
 	"sync"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -70,9 +69,7 @@ func (r *referenceReader) Get(ctx context.Context, key client.ObjectKey, obj cli
 // secretAbsent reports whether the metadata cache has no Secret at key. Only a NotFound counts:
 // any other answer (the cache not started, a namespace it does not watch) says nothing.
 func (r *referenceReader) secretAbsent(ctx context.Context, key client.ObjectKey) bool {
-	meta := &metav1.PartialObjectMetadata{}
-	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	return apierrors.IsNotFound(r.meta.Get(ctx, key, meta))
+	return apierrors.IsNotFound(r.meta.Get(ctx, key, coreMetadata("Secret")))
 }
 
 // List is not cached: nothing lists references.

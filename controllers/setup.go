@@ -89,20 +89,11 @@ func (r *DatabricksCredentialReconciler) SetupWithManager(ctx context.Context, m
 	}
 
 	r.secretWrites = newOwnWrites()
-	if err := addStatusMetrics(mgr); err != nil {
-		return err
-	}
 	refCache, err := sharedReferenceCache(mgr, opts.Namespaces)
 	if err != nil {
 		return err
 	}
 	r.refs = newReferenceReader(r.APIReader, refCache, mgr.GetScheme())
-	secretMeta := &metav1.PartialObjectMetadata{}
-	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	configMapMeta := &metav1.PartialObjectMetadata{}
-	configMapMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
-	serviceAccountMeta := &metav1.PartialObjectMetadata{}
-	serviceAccountMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ServiceAccount"))
 
 	maxConcurrent := opts.MaxConcurrentReconciles
 	if maxConcurrent <= 0 {
@@ -114,15 +105,15 @@ func (r *DatabricksCredentialReconciler) SetupWithManager(ctx context.Context, m
 		For(&v1alpha1.DatabricksCredential{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// Our own Secret writes need no pass; deletions and others' edits do (drift repair).
 		Owns(&corev1.Secret{}, builder.WithPredicates(r.secretWrites.notEcho())).
-		WatchesRawSource(source.Kind(refCache, secretMeta,
+		WatchesRawSource(source.Kind(refCache, coreMetadata("Secret"),
 			handler.TypedEnqueueRequestsFromMapFunc(r.referencing(indexClientSecret)),
 			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
-		WatchesRawSource(source.Kind(refCache, configMapMeta,
+		WatchesRawSource(source.Kind(refCache, coreMetadata("ConfigMap"),
 			handler.TypedEnqueueRequestsFromMapFunc(r.referencing(indexCABundle)),
 			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
 		// A ServiceAccount that a federation or workloadIdentity block names and that appears (or
 		// is re-created) is used within seconds.
-		WatchesRawSource(source.Kind(refCache, serviceAccountMeta,
+		WatchesRawSource(source.Kind(refCache, coreMetadata("ServiceAccount"),
 			handler.TypedEnqueueRequestsFromMapFunc(r.referencing(indexServiceAccount)),
 			predicate.TypedResourceVersionChangedPredicate[*metav1.PartialObjectMetadata]{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
@@ -154,15 +145,13 @@ func newReferenceCache(mgr ctrl.Manager, namespaces []string) (cache.Cache, erro
 	if err != nil {
 		return nil, err
 	}
-	secretMeta := &metav1.PartialObjectMetadata{}
-	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	opts := cache.Options{
 		HTTPClient:       mgr.GetHTTPClient(),
 		Scheme:           mgr.GetScheme(),
 		Mapper:           mgr.GetRESTMapper(),
 		DefaultTransform: stripForCache,
 		ByObject: map[client.Object]cache.ByObject{
-			secretMeta: {Label: labels.NewSelector().Add(*notOurs)},
+			coreMetadata("Secret"): {Label: labels.NewSelector().Add(*notOurs)},
 		},
 	}
 	if len(namespaces) > 0 {
