@@ -211,13 +211,19 @@ func (a *attemptCounts) forget(key types.NamespacedName) {
 	delete(a.m, key)
 }
 
+// collect builds the samples under the lock and sends them after it, so that a slow scrape does
+// not hold up the reconciles counting attempts.
 func (a *attemptCounts) collect(ch chan<- prometheus.Metric) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	samples := make([]prometheus.Metric, 0, len(a.m))
 	for key, counts := range a.m {
 		for _, c := range counts {
-			ch <- refreshAttempts.sample(c.n, key.Namespace, key.Name, c.identity, c.result, c.reason)
+			samples = append(samples, refreshAttempts.sample(c.n, key.Namespace, key.Name, c.identity, c.result, c.reason))
 		}
+	}
+	a.mu.Unlock()
+	for _, m := range samples {
+		ch <- m
 	}
 }
 
