@@ -392,14 +392,7 @@ func (r *ClusterDatabricksCredentialReconciler) event(cc *v1alpha1.ClusterDatabr
 
 // patchStatus writes status once, and only when this pass changed it.
 func (r *ClusterDatabricksCredentialReconciler) patchStatus(ctx context.Context, before, after *v1alpha1.ClusterDatabricksCredential) error {
-	if equality.Semantic.DeepEqual(before.Status, after.Status) {
-		return nil
-	}
-	if err := r.Status().Patch(ctx, after, client.MergeFrom(before)); err != nil {
-		return client.IgnoreNotFound(err)
-	}
-	r.statusWrites.patched(client.ObjectKeyFromObject(after), before.ResourceVersion, after.ResourceVersion)
-	return nil
+	return r.statusWrites.patch(ctx, r.Client, before, after, !equality.Semantic.DeepEqual(before.Status, after.Status))
 }
 
 // credentialView is the cluster credential as a DatabricksCredential: the same name, UID,

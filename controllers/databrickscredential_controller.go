@@ -321,14 +321,7 @@ func (r *DatabricksCredentialReconciler) event(cred *v1alpha1.DatabricksCredenti
 
 // patchStatus writes status once, and only when this pass changed it.
 func (r *DatabricksCredentialReconciler) patchStatus(ctx context.Context, before, after *v1alpha1.DatabricksCredential) error {
-	if equality.Semantic.DeepEqual(before.Status, after.Status) {
-		return nil
-	}
-	if err := r.Status().Patch(ctx, after, client.MergeFrom(before)); err != nil {
-		return client.IgnoreNotFound(err)
-	}
-	r.statusWrites.patched(client.ObjectKeyFromObject(after), before.ResourceVersion, after.ResourceVersion)
-	return nil
+	return r.statusWrites.patch(ctx, r.Client, before, after, !equality.Semantic.DeepEqual(before.Status, after.Status))
 }
 
 func readyGeneration(cred *v1alpha1.DatabricksCredential) int64 {

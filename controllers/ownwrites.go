@@ -135,6 +135,19 @@ func (s *statusWrites) get(ctx context.Context, cached, direct client.Reader, ke
 	return direct.Get(ctx, key, obj)
 }
 
+// patch writes after's status with a merge patch from before when statusChanged, and records the
+// write for get. A credential deleted meanwhile is not an error.
+func (s *statusWrites) patch(ctx context.Context, c client.Client, before, after client.Object, statusChanged bool) error {
+	if !statusChanged {
+		return nil
+	}
+	if err := c.Status().Patch(ctx, after, client.MergeFrom(before)); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	s.patched(client.ObjectKeyFromObject(after), before.GetResourceVersion(), after.GetResourceVersion())
+	return nil
+}
+
 func (s *statusWrites) forget(key types.NamespacedName) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
