@@ -177,7 +177,6 @@ func (f collectFrom) Start(ctx context.Context) error {
 
 func (collectFrom) NeedLeaderElection() bool { return false }
 
-
 // attemptCounts holds dbtoken_credential_refresh_attempts_total: per credential, a short list
 // of counts by identity kind, result and reason (usually one entry: success/TokenIssued).
 type attemptCounts struct {
