@@ -405,6 +405,68 @@ var _ = Describe("The apiserver refuses invalid DatabricksCredentials", func() {
 	})
 })
 
+var _ = Describe("The apiserver refuses host names that are not plain ASCII", func() {
+	// The allow-list judges the name that is dialled; a Unicode name is dialled as another one (its
+	// xn-- form), so the schema refuses them outright, raw or percent-encoded, in every URL field.
+	nonASCII := []string{
+		"https://x.azuredatabr\u0130cks.net",
+		"https://x.azuredatabr%C4%B0cks.net",
+		"https://x.\uff41zuredatabricks.net",
+		"https://evil\u3002azuredatabricks.net:8443",
+		"https://x.azuredata\u00adbricks.net",
+	}
+	const want = "must name its host in plain ASCII"
+
+	It("refuses them in host, oauth2.tokenURL and azure.authorityHost of both kinds, and accepts the xn-- form", func() {
+		ns := newNamespace()
+		for _, origin := range nonASCII {
+			namespaced := map[string]func(*v1alpha1.DatabricksCredential){
+				"host": func(c *v1alpha1.DatabricksCredential) { c.Spec.Host = origin },
+				"tokenURL": func(c *v1alpha1.DatabricksCredential) {
+					c.Spec.Databricks = nil
+					c.Spec.OAuth2 = &v1alpha1.OAuth2Identity{TokenURL: origin + "/token", ClientSecretRef: v1alpha1.ClientSecretReference{Name: "sp"}}
+				},
+				"authorityHost": func(c *v1alpha1.DatabricksCredential) {
+					c.Spec.Databricks = nil
+					c.Spec.Azure = &v1alpha1.AzureIdentity{TenantID: "t", AuthorityHost: origin, ClientSecretRef: &v1alpha1.ClientSecretReference{Name: "sp"}}
+				},
+			}
+			for field, mutate := range namespaced {
+				c := databricksCredential(ns, "bad-"+rand.String(5), "https://adb-1.7.azuredatabricks.net", "sp")
+				mutate(c)
+				err := k8sClient.Create(suiteCtx, c)
+				Expect(err).To(HaveOccurred(), "%s = %q", field, origin)
+				Expect(err.Error()).To(ContainSubstring(field+" "+want), "%s = %q", field, origin)
+			}
+			cluster := map[string]func(*v1alpha1.ClusterDatabricksCredential){
+				"host": func(c *v1alpha1.ClusterDatabricksCredential) { c.Spec.Host = origin },
+				"tokenURL": func(c *v1alpha1.ClusterDatabricksCredential) {
+					c.Spec.OAuth2 = &v1alpha1.ClusterOAuth2Identity{TokenURL: origin + "/token", ClientSecretRef: c.Spec.Databricks.ClientSecretRef}
+					c.Spec.Databricks = nil
+				},
+				"authorityHost": func(c *v1alpha1.ClusterDatabricksCredential) {
+					ref := c.Spec.Databricks.ClientSecretRef
+					c.Spec.Azure = &v1alpha1.ClusterAzureIdentity{TenantID: "t", AuthorityHost: origin, ClientSecretRef: ref}
+					c.Spec.Databricks = nil
+				},
+			}
+			for field, mutate := range cluster {
+				c := clusterCredential("https://adb-1.7.azuredatabricks.net", "platform", "sp", teamLabel())
+				mutate(c)
+				err := k8sClient.Create(suiteCtx, c)
+				Expect(err).To(HaveOccurred(), "cluster %s = %q", field, origin)
+				Expect(err.Error()).To(ContainSubstring(field+" "+want), "cluster %s = %q", field, origin)
+			}
+		}
+
+		By("the ASCII spellings are accepted: xn-- names, IP addresses and ports")
+		for _, origin := range []string{"https://x.xn--azuredatabricks-eqi.net", "https://127.0.0.1:8443", "https://[::1]:8443", "https://ADB-1.7.AzureDatabricks.net"} {
+			c := databricksCredential(ns, "ok-"+rand.String(5), origin, "sp")
+			Expect(k8sClient.Create(suiteCtx, c)).To(Succeed(), origin)
+		}
+	})
+})
+
 // requestsFor returns the IdP's recorded token requests from one client.
 func requestsFor(clientID string) []idp.Request {
 	var out []idp.Request

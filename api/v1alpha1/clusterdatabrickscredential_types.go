@@ -109,11 +109,12 @@ type ClusterAzureIdentity struct {
 
 	// authorityHost is the Entra ID login endpoint. Default https://login.microsoftonline.com;
 	// sovereign clouds override it (https://login.microsoftonline.us for Azure Government,
-	// https://login.chinacloudapi.cn for Azure China). Must be an https:// URL without a path.
+	// https://login.chinacloudapi.cn for Azure China). Must be an https:// URL without a path, its host name in plain ASCII.
 	// +optional
 	// +kubebuilder:default="https://login.microsoftonline.com"
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''",message="authorityHost must be an https:// URL"
+	// +kubebuilder:validation:XValidation:rule="self.matches('(?i)^https://[][A-Za-z0-9.:-]+([/?#].*)?$')",message="authorityHost must name its host in plain ASCII (letters, digits, '-' and '.'); write an internationalized domain name in its xn-- form"
 	AuthorityHost string `json:"authorityHost,omitempty"`
 }
 
@@ -127,10 +128,11 @@ type ClusterDatabricksIdentity struct {
 
 // ClusterOAuth2Identity is OAuth2Identity with a namespaced client-credentials reference.
 type ClusterOAuth2Identity struct {
-	// tokenURL is the token endpoint, e.g. https://idp.example.com/oauth2/token. https only.
+	// tokenURL is the token endpoint, e.g. https://idp.example.com/oauth2/token. https only, host name in plain ASCII.
 	// +required
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''",message="tokenURL must be an https:// URL"
+	// +kubebuilder:validation:XValidation:rule="self.matches('(?i)^https://[][A-Za-z0-9.:-]+([/?#].*)?$')",message="tokenURL must name its host in plain ASCII (letters, digits, '-' and '.'); write an internationalized domain name in its xn-- form"
 	TokenURL string `json:"tokenURL"`
 
 	// clientSecretRef names the Secret, and its namespace, with the client ID and client secret.
@@ -154,12 +156,13 @@ type ClusterOAuth2Identity struct {
 // shared fields have the same names, defaults and validation as in a DatabricksCredential.
 type ClusterDatabricksCredentialSpec struct {
 	// host is the Databricks workspace URL, e.g. https://adb-1234567890123456.7.azuredatabricks.net
-	// or https://dbc-a1b2c3d4-e5f6.cloud.databricks.com. https only. It is written to the Secret
+	// or https://dbc-a1b2c3d4-e5f6.cloud.databricks.com. https only, host name in plain ASCII (an internationalized domain name in its xn-- form). It is written to the Secret
 	// as DATABRICKS_HOST and, for the databricks block, is where the token is requested
 	// ({host}/oidc/v1/token).
 	// +required
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''",message="host must be an https:// URL, e.g. https://adb-1234567890123456.7.azuredatabricks.net"
+	// +kubebuilder:validation:XValidation:rule="self.matches('(?i)^https://[][A-Za-z0-9.:-]+([/?#].*)?$')",message="host must name its host in plain ASCII (letters, digits, '-' and '.'); write an internationalized domain name in its xn-- form"
 	Host string `json:"host"`
 
 	// azure obtains the token from Microsoft Entra ID with a service principal's client secret.

@@ -170,11 +170,12 @@ type AzureIdentity struct {
 
 	// authorityHost is the Entra ID login endpoint. Default https://login.microsoftonline.com;
 	// sovereign clouds override it (https://login.microsoftonline.us for Azure Government,
-	// https://login.chinacloudapi.cn for Azure China). Must be an https:// URL without a path.
+	// https://login.chinacloudapi.cn for Azure China). Must be an https:// URL without a path, its host name in plain ASCII.
 	// +optional
 	// +kubebuilder:default="https://login.microsoftonline.com"
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''",message="authorityHost must be an https:// URL"
+	// +kubebuilder:validation:XValidation:rule="self.matches('(?i)^https://[][A-Za-z0-9.:-]+([/?#].*)?$')",message="authorityHost must name its host in plain ASCII (letters, digits, '-' and '.'); write an internationalized domain name in its xn-- form"
 	AuthorityHost string `json:"authorityHost,omitempty"`
 }
 
@@ -216,10 +217,11 @@ type DatabricksIdentity struct {
 // OAuth2Identity is any OAuth 2.0 token endpoint that supports the client-credentials grant,
 // for identity providers other than Entra ID and Databricks. No scope is sent unless scopes is set.
 type OAuth2Identity struct {
-	// tokenURL is the token endpoint, e.g. https://idp.example.com/oauth2/token. https only.
+	// tokenURL is the token endpoint, e.g. https://idp.example.com/oauth2/token. https only, host name in plain ASCII.
 	// +required
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''",message="tokenURL must be an https:// URL"
+	// +kubebuilder:validation:XValidation:rule="self.matches('(?i)^https://[][A-Za-z0-9.:-]+([/?#].*)?$')",message="tokenURL must name its host in plain ASCII (letters, digits, '-' and '.'); write an internationalized domain name in its xn-- form"
 	TokenURL string `json:"tokenURL"`
 
 	// clientSecretRef names the Secret with the client ID and client secret.
@@ -254,8 +256,11 @@ type FederationIdentity struct {
 	// audience of the ServiceAccount token (its aud claim); the federation policy must list it in
 	// its audiences. A policy without audiences accepts only the Databricks account ID, which the
 	// operator cannot know, so this field is required: use the account ID, or the audience the
-	// policy lists. Never the API server's own audience (e.g. https://kubernetes.default.svc):
-	// such a token would also be valid against the cluster.
+	// policy lists. Never one of the API server's own audiences (e.g.
+	// https://kubernetes.default.svc): such a token would also be valid against the cluster. The
+	// schema refuses that one; for the others, which differ per cluster, the operator checks every
+	// minted token with a TokenReview and never sends one the API accepts (Ready=False,
+	// InvalidSpec).
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=512
@@ -347,12 +352,13 @@ type TargetSecret struct {
 // +kubebuilder:validation:XValidation:rule="[has(self.azure), has(self.databricks), has(self.oauth2), has(self.federation)].filter(x, x).size() == 1",message="exactly one identity block must be set: azure, databricks, oauth2 or federation"
 type DatabricksCredentialSpec struct {
 	// host is the Databricks workspace URL, e.g. https://adb-1234567890123456.7.azuredatabricks.net
-	// or https://dbc-a1b2c3d4-e5f6.cloud.databricks.com. https only. It is written to the Secret
+	// or https://dbc-a1b2c3d4-e5f6.cloud.databricks.com. https only, host name in plain ASCII (an internationalized domain name in its xn-- form). It is written to the Secret
 	// as DATABRICKS_HOST and, for the databricks and federation blocks, is where the token is
 	// requested ({host}/oidc/v1/token).
 	// +required
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''",message="host must be an https:// URL, e.g. https://adb-1234567890123456.7.azuredatabricks.net"
+	// +kubebuilder:validation:XValidation:rule="self.matches('(?i)^https://[][A-Za-z0-9.:-]+([/?#].*)?$')",message="host must name its host in plain ASCII (letters, digits, '-' and '.'); write an internationalized domain name in its xn-- form"
 	Host string `json:"host"`
 
 	// azure obtains the token from Microsoft Entra ID with an application's client secret,

@@ -100,16 +100,17 @@ func NewClientCredentials(opts Options) *ClientCredentials {
 // Token performs one exchange: client credentials through x/oauth2, or, for identities without a
 // client secret, the assertion exchanges of exchange.go. Every failure is an *Error.
 func (p *ClientCredentials) Token(ctx context.Context, req Request) (Token, error) {
-	if !p.opts.AllowedHosts.Allows(req.TokenURL) {
-		return Token{}, &Error{Reason: v1alpha1.ReasonHostNotAllowed,
-			Message: fmt.Sprintf("token endpoint host %q is not allowed", hostOf(req.TokenURL)),
-			Hint:    "add it to the manager's --allowed-token-hosts if it is a genuine identity provider"}
+	tokenURL, ok := p.opts.AllowedHosts.Check(req.TokenURL)
+	if !ok {
+		return Token{}, hostNotAllowed(req.TokenURL)
 	}
+	// From here on the URL names its host exactly as it is dialled (see HostPolicy.Check).
+	req.TokenURL = tokenURL
 	transport, err := p.transport(req.CABundle)
 	if err != nil {
 		return Token{}, err
 	}
-	rec := &responseRecorder{next: transport, kind: req.Kind}
+	rec := &responseRecorder{next: hostGuard{next: transport, policy: p.opts.AllowedHosts}, kind: req.Kind}
 	client := &http.Client{
 		Transport: rec,
 		// Never follow a redirect: a 307/308 would re-send the client secret to a host that was
@@ -142,6 +143,41 @@ func (p *ClientCredentials) Token(ctx context.Context, req Request) (Token, erro
 		return Token{}, err
 	}
 	return Token{AccessToken: tok.AccessToken, IssuedAt: issuedAt, ExpiresAt: expiresAt}, nil
+}
+
+// hostNotAllowed is the HostNotAllowed error for a token URL; where the name that would be
+// dialled differs from the text (an internationalized or percent-encoded host), it says both.
+func hostNotAllowed(rawURL string) *Error {
+	host := hostOf(rawURL)
+	msg := fmt.Sprintf("token endpoint host %q is not allowed", sanitize(host, 256))
+	if u, err := url.Parse(rawURL); err == nil {
+		if dial, ok := DialHost(u.Hostname()); ok && dial != u.Hostname() {
+			msg += fmt.Sprintf(" (it would connect to %q)", dial)
+		} else if !ok && u.Hostname() != "" {
+			msg += " (it is not a valid host name)"
+		}
+	}
+	return &Error{Reason: v1alpha1.ReasonHostNotAllowed, Message: msg,
+		Hint: "add it to the manager's --allowed-token-hosts if it is a genuine identity provider; host names must be plain ASCII (internationalized names in their xn-- form)"}
+}
+
+// hostGuard is the allow-list's last check, on the request about to be dialled: whatever path
+// built the request, nothing leaves for a host the policy does not allow, and the host is
+// already ASCII, so net/http maps nothing (HostPolicy.Check).
+type hostGuard struct {
+	next   http.RoundTripper
+	policy HostPolicy
+}
+
+func (g hostGuard) RoundTrip(req *http.Request) (*http.Response, error) {
+	host := req.URL.Hostname()
+	if dial, ok := DialHost(host); !ok || !isASCII(host) || !g.policy.allowsHost(dial) {
+		if req.Body != nil {
+			_ = req.Body.Close()
+		}
+		return nil, hostNotAllowed(req.URL.String())
+	}
+	return g.next.RoundTrip(req)
 }
 
 // expiry computes when tok expires from our clock: expires_in if the provider sent it, else the
@@ -226,6 +262,10 @@ func jwtExpiry(raw string) (time.Time, bool) {
 // headers from a malformed answer.
 func (p *ClientCredentials) classify(ctx context.Context, err error, rec *responseRecorder, req Request) *Error {
 	now := p.opts.Clock.Now()
+	var refused *Error // hostGuard's verdict
+	if errors.As(err, &refused) {
+		return scrub(refused, req)
+	}
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) && re.Response != nil {
 		return scrub(classifyHTTP(re.Response.StatusCode, re.Response.Header, re.Body, now, req.secret()), req)

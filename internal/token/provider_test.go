@@ -975,3 +975,39 @@ func TestNewClientCredentialsDefaults(t *testing.T) {
 		t.Errorf("Reason %q, want %s", e.Reason, v1alpha1.ReasonHostNotAllowed)
 	}
 }
+
+// TestTokenRefusesUnicodeHostTricks sends a token request for every host trick the default
+// allow-list must refuse, as spec.host (databricks), spec.oauth2.tokenURL and
+// spec.azure.authorityHost, and expects HostNotAllowed before any connection: the message names
+// the host the request would have connected to.
+func TestTokenRefusesUnicodeHostTricks(t *testing.T) {
+	p := NewClientCredentials(Options{AllowedHosts: MustParseHostPolicy(DefaultAllowedTokenHosts), Timeout: 2 * time.Second})
+	for name, tc := range unicodeHostTricks {
+		if tc.allowed {
+			continue
+		}
+		u, err := url.Parse(tc.url)
+		if err != nil {
+			t.Fatalf("url.Parse(%q): %v", tc.url, err)
+		}
+		origin := u.Scheme + "://" + u.Host
+		specs := map[string]*v1alpha1.DatabricksCredentialSpec{
+			"databricks host": databricksSpec(origin),
+			"oauth2 tokenURL": {Host: "https://adb-1.azuredatabricks.net", OAuth2: &v1alpha1.OAuth2Identity{TokenURL: tc.url}},
+			"azure authorityHost": {Host: "https://adb-1.azuredatabricks.net", Azure: &v1alpha1.AzureIdentity{
+				TenantID: testTenant, AuthorityHost: origin, ClientSecretRef: &v1alpha1.ClientSecretReference{Name: "sp"}}},
+		}
+		for field, spec := range specs {
+			t.Run(name+"/"+field, func(t *testing.T) {
+				_, err := p.Token(context.Background(), mustRequest(t, spec, testClientSecret, nil))
+				e := requireError(t, err, testClientSecret)
+				if e.Reason != v1alpha1.ReasonHostNotAllowed {
+					t.Fatalf("Reason %q (%v), want %s", e.Reason, e, v1alpha1.ReasonHostNotAllowed)
+				}
+				if tc.dialled != "" && !strings.Contains(e.Message, tc.dialled) {
+					t.Errorf("message %q does not name the host it would connect to, %q", e.Message, tc.dialled)
+				}
+			})
+		}
+	}
+}
