@@ -85,6 +85,9 @@ func (r *DatabricksCredentialReconciler) references() client.Reader {
 // serviceaccounts/token (the TokenRequest API) to mint the short-lived token that is exchanged.
 // +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=serviceaccounts/token,verbs=create
+// TokenReviews prove that a minted ServiceAccount token is not accepted by the Kubernetes API
+// before it is sent anywhere (refuseAPIValidToken).
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // Events record refreshes and failures.
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 

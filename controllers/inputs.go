@@ -138,7 +138,37 @@ func (r *DatabricksCredentialReconciler) serviceAccountToken(ctx context.Context
 	if tr.Status.Token == "" {
 		return "", fmt.Errorf("the TokenRequest for ServiceAccount %s/%s returned no token", sa.Namespace, sa.Name)
 	}
+	if err := refuseAPIValidToken(ctx, r.Client, sa, tr.Status.Token); err != nil {
+		return "", err
+	}
 	return tr.Status.Token, nil
+}
+
+// refuseAPIValidToken proves, before a minted ServiceAccount token leaves the process, that the
+// Kubernetes API itself does not accept it: a TokenReview without audiences is judged against the
+// API server's own audiences, whatever they are on this cluster (https://kubernetes.default.svc,
+// a managed cluster's issuer URL, envtest's https://127.0.0.1:<port>/). A token it accepts would
+// let whoever receives it act as the ServiceAccount against the cluster, so it is never sent and
+// the credential reports InvalidSpec. If the review itself cannot be made, nothing is sent either.
+func refuseAPIValidToken(ctx context.Context, c client.Client, sa token.ServiceAccountToken, tok string) error {
+	review := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: tok}}
+	if err := c.Create(ctx, review); err != nil {
+		if apierrors.IsForbidden(err) {
+			return &token.Error{Reason: v1alpha1.ReasonUnauthorized, Code: "Forbidden",
+				Message: "the operator may not create TokenReviews, which prove a ServiceAccount token is not valid against this cluster before it is sent",
+				Hint:    "its ClusterRole needs create on tokenreviews.authentication.k8s.io (config/rbac/role.yaml, dist/install.yaml or the Helm chart of this version)"}
+		}
+		// The API error's text is not quoted: nothing about the token may reach status or logs.
+		return &token.Error{Reason: v1alpha1.ReasonRefreshFailing, Transient: true, Code: "TokenReview",
+			Message: fmt.Sprintf("could not check that the token of ServiceAccount %s/%s is not valid against the Kubernetes API, so it was not sent", sa.Namespace, sa.Name),
+			Hint:    "retrying with backoff; check the API server"}
+	}
+	if review.Status.Authenticated {
+		return &token.Error{Reason: v1alpha1.ReasonInvalidSpec, Code: "APIAudience",
+			Message: fmt.Sprintf("a token of ServiceAccount %s/%s for audience %q is accepted by this cluster's Kubernetes API, so it is never sent to an identity provider", sa.Namespace, sa.Name, sa.Audience),
+			Hint:    "use an audience the Kubernetes API does not accept: for spec.federation.audience, the audience of the Databricks federation policy such as the account ID; for workloadIdentity, remove api://AzureADTokenExchange from the API server's --api-audiences"}
+	}
+	return nil
 }
 
 func (r *DatabricksCredentialReconciler) caBundle(ctx context.Context, namespace string, ref *v1alpha1.CABundleReference) ([]byte, error) {

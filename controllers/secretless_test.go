@@ -1,24 +1,29 @@
 package controllers
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
 	"github.com/dbtoken/databricks-token-operator/internal/token"
@@ -144,6 +149,84 @@ var _ = Describe("Secretless identities with a running manager", Ordered, func()
 		Expect(reqs).NotTo(BeEmpty())
 		Expect(reqs[0].AssertionVerified).To(BeFalse())
 		Expect(getSecret(ns, "wrong-aud")).To(BeNil())
+	})
+
+	It("never sends a ServiceAccount token that the Kubernetes API accepts", func() {
+		// envtest's API server accepts tokens for its issuer URL (https://127.0.0.1:<port>/ here;
+		// on managed clusters their own URLs), which the schema cannot know. A federation policy
+		// that trusts that audience would make the exchange succeed: the token must not leave.
+		ns := newNamespace()
+		newServiceAccount(ns, "dbt-runner")
+		spID := newGUID()
+		subject := "system:serviceaccount:" + ns + ":dbt-runner"
+		Expect(idpServer.AddFederationPolicy(idp.FederationPolicy{Issuer: issuer, Audiences: []string{issuer},
+			Subject: subject, JWKS: jwks, ClientID: spID})).To(Succeed())
+		cred := federationCredential(ns, "api-audience", "dbt-runner", issuer, spID)
+		Expect(k8sClient.Create(suiteCtx, cred)).To(Succeed())
+
+		Eventually(func() string { return readyReason(cred) }, 20*time.Second, 100*time.Millisecond).Should(Equal("False/InvalidSpec"))
+		msg := ready(getCred(cred)).Message
+		Expect(msg).To(ContainSubstring("is accepted by this cluster's Kubernetes API, so it is never sent"))
+		Expect(msg).To(ContainSubstring("spec.federation.audience"), "the hint says what to change")
+		Consistently(func() []idp.Request { return requestsBySubject(subject) }, 2*time.Second, 200*time.Millisecond).Should(BeEmpty(),
+			"the identity provider never received the token")
+		Expect(requestsFor(spID)).To(BeEmpty())
+		Expect(getSecret(ns, "api-audience")).To(BeNil())
+	})
+
+	It("checks every minted ServiceAccount token with a TokenReview, for federation and workload identity audiences", func() {
+		ns := newNamespace()
+		newServiceAccount(ns, "dbt")
+		direct, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+		Expect(err).NotTo(HaveOccurred())
+		mint := func(c client.Client, audience string) (string, error) {
+			r := &DatabricksCredentialReconciler{Client: c}
+			return r.serviceAccountToken(suiteCtx, token.ServiceAccountToken{Namespace: ns, Name: "dbt", Audience: audience, ExpirationSeconds: 600})
+		}
+
+		By("a token for another audience is not accepted by the API, and is handed out")
+		tok, err := mint(direct, token.AzureTokenExchangeAudience)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(tok).NotTo(BeEmpty())
+
+		By("a token the API accepts is refused, whichever audience it carries")
+		_, err = mint(direct, issuer)
+		Expect(token.AsError(err).Reason).To(Equal(v1alpha1.ReasonInvalidSpec))
+		accepting := interceptor.NewClient(direct, interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if review, ok := obj.(*authenticationv1.TokenReview); ok {
+				review.Status.Authenticated = true // a cluster whose --api-audiences include api://AzureADTokenExchange
+				return nil
+			}
+			return c.Create(ctx, obj, opts...)
+		}})
+		tok, err = mint(accepting, token.AzureTokenExchangeAudience)
+		Expect(tok).To(BeEmpty())
+		e := token.AsError(err)
+		Expect(e.Reason).To(Equal(v1alpha1.ReasonInvalidSpec))
+		Expect(e.Error()).To(ContainSubstring(`audience "api://AzureADTokenExchange" is accepted by this cluster's Kubernetes API`))
+		Expect(e.Error()).To(ContainSubstring("--api-audiences"))
+
+		By("a TokenReview that cannot be made sends nothing")
+		forbidden := interceptor.NewClient(direct, interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if _, ok := obj.(*authenticationv1.TokenReview); ok {
+				return apierrors.NewForbidden(authenticationv1.Resource("tokenreviews"), "", errors.New("RBAC"))
+			}
+			return c.Create(ctx, obj, opts...)
+		}})
+		tok, err = mint(forbidden, token.AzureTokenExchangeAudience)
+		Expect(tok).To(BeEmpty())
+		Expect(token.AsError(err).Reason).To(Equal(v1alpha1.ReasonUnauthorized))
+		Expect(err.Error()).To(ContainSubstring("tokenreviews.authentication.k8s.io"))
+		failing := interceptor.NewClient(direct, interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if _, ok := obj.(*authenticationv1.TokenReview); ok {
+				return apierrors.NewServiceUnavailable("etcd is gone")
+			}
+			return c.Create(ctx, obj, opts...)
+		}})
+		tok, err = mint(failing, token.AzureTokenExchangeAudience)
+		Expect(tok).To(BeEmpty())
+		Expect(token.AsError(err).Transient).To(BeTrue())
+		Expect(err.Error()).NotTo(ContainSubstring("etcd is gone"), "API error texts are not quoted")
 	})
 
 	It("reports a ServiceAccount that does not exist, and uses it as soon as it appears", func() {
