@@ -6,6 +6,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
@@ -56,6 +57,14 @@ func getClusterCred(c *v1alpha1.ClusterDatabricksCredential) *v1alpha1.ClusterDa
 	return out
 }
 
+// readyCondition returns the Ready condition (zero when there is none).
+func readyCondition(conditions []metav1.Condition) metav1.Condition {
+	if c := meta.FindStatusCondition(conditions, v1alpha1.ConditionReady); c != nil {
+		return *c
+	}
+	return metav1.Condition{}
+}
+
 // clusterReadyReason is "<status>/<reason>" of the Ready condition.
 func clusterReadyReason(c *v1alpha1.ClusterDatabricksCredential) string {
 	cond := readyCondition(getClusterCred(c).Status.Conditions)
@@ -87,6 +96,13 @@ func clusterStatusText() string {
 		}
 	}
 	return b.String()
+}
+
+// tokenInNamespace is DATABRICKS_TOKEN of the Secret ns/name, which must exist.
+func tokenInNamespace(ns, name string) string {
+	s := getSecret(ns, name)
+	ExpectWithOffset(1, s).NotTo(BeNil(), "no Secret %s/%s", ns, name)
+	return string(s.Data["DATABRICKS_TOKEN"])
 }
 
 // foreignSecret creates a Secret that is not the operator's at ns/name.

@@ -1,24 +1,15 @@
 package controllers
 
 import (
-	"context"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/rand"
-	"k8s.io/client-go/tools/events"
-	clocktesting "k8s.io/utils/clock/testing"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
-	"github.com/dbtoken/databricks-token-operator/internal/token/tokentest"
 	"github.com/dbtoken/databricks-token-operator/test/idp"
 )
 
@@ -150,42 +141,5 @@ var _ = Describe("Identity-provider faults with a running manager", Ordered, fun
 		Eventually(func() string { return readyReason(cred) }, 10*time.Second, 50*time.Millisecond).Should(Equal("False/RefreshFailing"))
 		Expect(ready(getCred(cred).DeepCopy()).Message).To(ContainSubstring("not trusted"))
 		Expect(ready(getCred(cred)).Message).To(ContainSubstring("caBundleRef"))
-	})
-})
-
-var _ = Describe("Apiserver conflicts on the Secret", func() {
-	It("retries the write without another token request", func() {
-		ns := newNamespace()
-		newClientSecret(ns, "sp", "client-1")
-		cred := databricksCredential(ns, "conflicted", "https://dbc-a1b2c3d4-e5f6.cloud.databricks.com", "sp")
-		Expect(k8sClient.Create(suiteCtx, cred)).To(Succeed())
-		DeferCleanup(func() { _ = k8sClient.Delete(suiteCtx, cred) })
-
-		conflicts := 2
-		direct, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
-		Expect(err).NotTo(HaveOccurred())
-		c := interceptor.NewClient(direct, interceptor.Funcs{
-			Create: func(ctx context.Context, cl client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
-				if _, ok := obj.(*corev1.Secret); ok && conflicts > 0 {
-					conflicts--
-					return apierrors.NewConflict(schema.GroupResource{Resource: "secrets"}, obj.GetName(), nil)
-				}
-				return cl.Create(ctx, obj, opts...)
-			},
-		})
-		clk := clocktesting.NewFakeClock(time.Date(2026, 11, 28, 18, 0, 0, 0, time.UTC))
-		provider := trackFake(&tokentest.Provider{Clock: clk, Lifetime: time.Hour})
-		r := &DatabricksCredentialReconciler{Client: c, APIReader: k8sClient, Scheme: scheme,
-			Recorder: events.NewFakeRecorder(10), Clock: clk, Provider: provider}
-		req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(cred)}
-		for range 2 {
-			_, err := r.Reconcile(suiteCtx, req)
-			Expect(apierrors.IsConflict(err)).To(BeTrue())
-		}
-		_, err = r.Reconcile(suiteCtx, req)
-		Expect(err).NotTo(HaveOccurred())
-		Expect(provider.Calls()).To(Equal(1), "the token obtained before the conflict is written, not a new one")
-		Expect(string(getSecret(ns, "conflicted").Data["DATABRICKS_TOKEN"])).To(Equal(provider.Issued()[0]))
-		Expect(readyReason(cred)).To(Equal("True/TokenIssued"))
 	})
 })

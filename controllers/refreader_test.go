@@ -10,6 +10,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/dbtoken/databricks-token-operator/internal/kubecache"
 )
 
 // countingReader counts the reads that reach the API server.
@@ -23,14 +25,14 @@ func (c *countingReader) Get(ctx context.Context, key client.ObjectKey, obj clie
 	return c.Reader.Get(ctx, key, obj, opts...)
 }
 
-var _ = Describe("referenceReader", func() {
+var _ = Describe("The reference reader", func() {
 	It("reads a referenced Secret again only when its resourceVersion changed", func() {
 		ns := newNamespace()
 		newClientSecret(ns, "sp", "client-1")
 		api := &countingReader{Reader: k8sClient}
 		// The apiserver itself answers the metadata reads here; in the manager it is the
 		// metadata-only informer cache.
-		refs := newReferenceReader(api, k8sClient, scheme)
+		refs := kubecache.NewReferenceReader(api, k8sClient, scheme)
 		key := types.NamespacedName{Namespace: ns, Name: "sp"}
 
 		var first corev1.Secret
@@ -55,6 +57,6 @@ var _ = Describe("referenceReader", func() {
 		Expect(k8sClient.Delete(suiteCtx, &fourth)).To(Succeed())
 		var gone corev1.Secret
 		Expect(apierrors.IsNotFound(refs.Get(suiteCtx, key, &gone))).To(BeTrue())
-		Expect(refs.copies).To(BeEmpty(), "no copy outlives its object")
+		Expect(refs.Copies()).To(BeZero(), "no copy outlives its object")
 	})
 })

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
+	"github.com/dbtoken/databricks-token-operator/internal/credential"
 	"github.com/dbtoken/databricks-token-operator/internal/token"
 	"github.com/dbtoken/databricks-token-operator/test/idp"
 )
@@ -180,8 +181,7 @@ var _ = Describe("Secretless identities with a running manager", Ordered, func()
 		direct, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
 		Expect(err).NotTo(HaveOccurred())
 		mint := func(c client.Client, audience string) (string, error) {
-			r := &DatabricksCredentialReconciler{Client: c}
-			return r.serviceAccountToken(suiteCtx, token.ServiceAccountToken{Namespace: ns, Name: "dbt", Audience: audience, ExpirationSeconds: 600})
+			return credential.ServiceAccountTokens(c)(suiteCtx, token.ServiceAccountToken{Namespace: ns, Name: "dbt", Audience: audience, ExpirationSeconds: 600})
 		}
 
 		By("a token for another audience is not accepted by the API, and is handed out")

@@ -20,6 +20,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -28,6 +29,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
+	"github.com/dbtoken/databricks-token-operator/internal/kubecache"
+	"github.com/dbtoken/databricks-token-operator/internal/metrics"
 	"github.com/dbtoken/databricks-token-operator/internal/token"
 	"github.com/dbtoken/databricks-token-operator/test/idp"
 )
@@ -47,6 +50,9 @@ var (
 	logs      = &syncBuffer{}
 	suiteCtx  context.Context
 	cancel    context.CancelFunc
+
+	// referenceCache is the reference cache of the specs that call Reconcile directly.
+	referenceCache client.Reader
 
 	secretsMu     sync.Mutex
 	clientSecrets []string
@@ -93,6 +99,7 @@ var _ = BeforeSuite(func() {
 	idpServer, err = idp.Start(idp.Options{})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(idpServer.Close)
+	referenceCache = startReferenceCache()
 })
 
 var _ = AfterSuite(func() {
@@ -174,22 +181,18 @@ func startManagerWithMetrics(addr string) *managerHandle {
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: addr},
 		HealthProbeBindAddress: "0",
-		Cache:                  CacheOptions(nil),
+		Cache:                  kubecache.ManagerCacheOptions(nil),
 		Controller:             ctrlConfigForTests(),
 	})
 	Expect(err).NotTo(HaveOccurred())
-	r := &DatabricksCredentialReconciler{
-		Client: mgr.GetClient(),
-		Scheme: mgr.GetScheme(),
-		Provider: token.NewClientCredentials(token.Options{
+	ctx, cancel := context.WithCancel(suiteCtx)
+	Expect(Setup(ctx, mgr, Options{
+		MaxConcurrentReconciles: 2,
+		TokenOptions: token.Options{
 			Timeout:      5 * time.Second,
 			AllowedHosts: token.MustParseHostPolicy("127.0.0.1,localhost"),
-		}),
-	}
-	ctx, cancel := context.WithCancel(suiteCtx)
-	Expect(r.SetupWithManager(ctx, mgr, SetupOptions{MaxConcurrentReconciles: 2})).To(Succeed())
-	cr := &ClusterDatabricksCredentialReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Provider: r.Provider}
-	Expect(cr.SetupWithManager(ctx, mgr, SetupOptions{MaxConcurrentReconciles: 2})).To(Succeed())
+		},
+	})).To(Succeed())
 	h := &managerHandle{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer GinkgoRecover()
@@ -197,6 +200,36 @@ func startManagerWithMetrics(addr string) *managerHandle {
 		Expect(mgr.Start(ctx)).To(Succeed())
 	}()
 	return h
+}
+
+// startReferenceCache runs the metadata-only reference cache the way the manager does, for the
+// specs that call Reconcile directly: they read references through the same reader as production.
+func startReferenceCache() client.Reader {
+	refs, err := kubecache.NewReferenceCache(cfg, scheme, nil, nil, nil)
+	Expect(err).NotTo(HaveOccurred())
+	var objs []client.Object
+	for _, kind := range kubecache.ReferenceKinds {
+		objs = append(objs, kubecache.CoreMetadata(kind))
+	}
+	Expect(kubecache.StartInformers(suiteCtx, refs, objs...)).To(Succeed())
+	go func() {
+		defer GinkgoRecover()
+		Expect(refs.Start(suiteCtx)).To(Succeed())
+	}()
+	Expect(refs.WaitForCacheSync(suiteCtx)).To(BeTrue())
+	return refs
+}
+
+// newDirectShared builds what the reconcilers share exactly as Setup does, over the envtest API
+// server without a manager (reads and writes go straight to it), with clk and provider injected.
+func newDirectShared(clk clock.PassiveClock, provider token.Provider) *Shared {
+	return newDirectSharedWith(k8sClient, clk, provider)
+}
+
+// newDirectSharedWith is newDirectShared with c for the reads and writes of credentials and
+// target Secrets, e.g. a client whose writes fail.
+func newDirectSharedWith(c client.Client, clk clock.PassiveClock, provider token.Provider) *Shared {
+	return NewShared(c, k8sClient, referenceCache, scheme, clk, provider, metrics.New(k8sClient), nil)
 }
 
 // newNamespace creates a namespace for one test.

@@ -366,3 +366,17 @@ func (c *ClusterDatabricksCredential) TargetName() string {
 	}
 	return c.Name
 }
+
+// IdentityKind names the identity block that is set (azure, databricks, oauth2), for metric
+// labels and logs; "unknown" when none is.
+func (s *ClusterDatabricksCredentialSpec) IdentityKind() string {
+	switch {
+	case s.Azure != nil:
+		return "azure"
+	case s.Databricks != nil:
+		return "databricks"
+	case s.OAuth2 != nil:
+		return "oauth2"
+	}
+	return "unknown"
+}

@@ -540,3 +540,19 @@ func (c *DatabricksCredential) TargetName() string {
 	}
 	return c.Name
 }
+
+// IdentityKind names the identity block that is set (azure, databricks, oauth2, federation), for
+// metric labels and logs; "unknown" when none is.
+func (s *DatabricksCredentialSpec) IdentityKind() string {
+	switch {
+	case s.Azure != nil:
+		return "azure"
+	case s.Databricks != nil:
+		return "databricks"
+	case s.OAuth2 != nil:
+		return "oauth2"
+	case s.Federation != nil:
+		return "federation"
+	}
+	return "unknown"
+}

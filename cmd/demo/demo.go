@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -22,7 +23,6 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
-	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -34,6 +34,7 @@ import (
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
 	"github.com/dbtoken/databricks-token-operator/controllers"
+	"github.com/dbtoken/databricks-token-operator/internal/kubecache"
 	"github.com/dbtoken/databricks-token-operator/internal/token"
 	"github.com/dbtoken/databricks-token-operator/test/idp"
 	"github.com/dbtoken/databricks-token-operator/test/workspace"
@@ -313,25 +314,21 @@ func startManager(ctx context.Context, restCfg *rest.Config, scheme *runtime.Sch
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  controllers.CacheOptions(nil),
+		Cache:                  kubecache.ManagerCacheOptions(nil),
 		// Tests may run the demo more than once per process; controller names are global.
 		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
-	r := &controllers.DatabricksCredentialReconciler{
-		Client: mgr.GetClient(),
-		Scheme: mgr.GetScheme(),
-		Provider: token.NewClientCredentials(token.Options{
-			Clock:        clock.RealClock{},
-			AllowedHosts: token.MustParseHostPolicy(allowedHosts),
-		}),
-	}
 	mgrCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	if err := r.SetupWithManager(mgrCtx, mgr, controllers.SetupOptions{}); err != nil {
+	if err := controllers.Setup(mgrCtx, mgr, controllers.Options{
+		TokenOptions: token.Options{AllowedHosts: token.MustParseHostPolicy(allowedHosts)},
+		// Tests may run the demo more than once per process: a registry per run.
+		Registry: prometheus.NewRegistry(),
+	}); err != nil {
 		cancel()
-		return nil, fmt.Errorf("setting up the controller: %w", err)
+		return nil, fmt.Errorf("setting up the controllers: %w", err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(mgrCtx) }()

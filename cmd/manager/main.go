@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -25,6 +24,7 @@ import (
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
 	"github.com/dbtoken/databricks-token-operator/controllers"
 	"github.com/dbtoken/databricks-token-operator/internal/gcconfig"
+	"github.com/dbtoken/databricks-token-operator/internal/kubecache"
 	"github.com/dbtoken/databricks-token-operator/internal/token"
 )
 
@@ -116,30 +116,20 @@ func run(ctx context.Context, o options) error {
 		LeaderElectionID:              LeaderElectionID,
 		LeaderElectionNamespace:       o.leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         controllers.CacheOptions(namespaces),
+		Cache:                         kubecache.ManagerCacheOptions(namespaces),
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 
-	provider := token.NewClientCredentials(token.Options{Clock: clock.RealClock{}, Timeout: o.tokenTimeout, AllowedHosts: hosts})
-	r := &controllers.DatabricksCredentialReconciler{
-		Client:   mgr.GetClient(),
-		Scheme:   mgr.GetScheme(),
-		Provider: provider,
-	}
-	if err := r.SetupWithManager(ctx, mgr, controllers.SetupOptions{Namespaces: namespaces, MaxConcurrentReconciles: o.maxConcurrentReconciles}); err != nil {
-		return fmt.Errorf("setting up the controller: %w", err)
-	}
-	cr := &controllers.ClusterDatabricksCredentialReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Provider: provider}
-	if err := cr.SetupWithManager(ctx, mgr, controllers.SetupOptions{Namespaces: namespaces, MaxConcurrentReconciles: o.maxConcurrentReconciles}); err != nil {
-		return fmt.Errorf("setting up the cluster credential controller: %w", err)
-	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+	if err := controllers.Setup(ctx, mgr, controllers.Options{
+		Namespaces:              namespaces,
+		MaxConcurrentReconciles: o.maxConcurrentReconciles,
+		TokenOptions:            token.Options{Timeout: o.tokenTimeout, AllowedHosts: hosts},
+	}); err != nil {
 		return err
 	}
-	// Ready once the caches have synced: a replica that answers earlier cannot act on changes yet.
-	if err := mgr.AddReadyzCheck("caches", controllers.CachesSynced(mgr)); err != nil {
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
 	log.Info("starting manager", "namespaces", namespaces, "allowedTokenHosts", o.allowedTokenHosts, "tokenTimeout", o.tokenTimeout)

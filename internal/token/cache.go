@@ -21,6 +21,7 @@ import (
 type SharedCache struct {
 	provider Provider
 	clock    clock.PassiveClock
+	observer Observer
 
 	group singleflight.Group
 
@@ -28,12 +29,15 @@ type SharedCache struct {
 	entries map[string]Token
 }
 
-// NewSharedCache wraps provider.
-func NewSharedCache(provider Provider, clk clock.PassiveClock) *SharedCache {
+// NewSharedCache wraps provider; observer (may be nil) counts hits and misses.
+func NewSharedCache(provider Provider, clk clock.PassiveClock, observer Observer) *SharedCache {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
-	return &SharedCache{provider: provider, clock: clk, entries: map[string]Token{}}
+	if observer == nil {
+		observer = noObserver{}
+	}
+	return &SharedCache{provider: provider, clock: clk, observer: observer, entries: map[string]Token{}}
 }
 
 // Token returns the cached token for req's identity when usable accepts it (the caller decides:
@@ -43,7 +47,7 @@ func NewSharedCache(provider Provider, clk clock.PassiveClock) *SharedCache {
 func (c *SharedCache) Token(ctx context.Context, req Request, usable func(Token) bool) (Token, bool, error) {
 	key := req.Hash()
 	if t, ok := c.lookup(key); ok && usable(t) {
-		observeCacheLookup(req.Kind, true)
+		c.observer.ObserveCacheLookup(req.Kind, true)
 		return t, true, nil
 	}
 	v, err, dup := c.group.Do(key, func() (any, error) {
@@ -58,7 +62,7 @@ func (c *SharedCache) Token(ctx context.Context, req Request, usable func(Token)
 		c.store(key, t)
 		return t, nil
 	})
-	observeCacheLookup(req.Kind, dup)
+	c.observer.ObserveCacheLookup(req.Kind, dup)
 	if err != nil {
 		return Token{}, false, err
 	}

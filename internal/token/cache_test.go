@@ -40,7 +40,7 @@ func TestSharedCache(t *testing.T) {
 	t.Run("same identity shares one exchange", func(t *testing.T) {
 		clk := clocktesting.NewFakeClock(t0)
 		p := &countingProvider{clock: clk}
-		c := NewSharedCache(p, clk)
+		c := NewSharedCache(p, clk, nil)
 		first, shared, err := c.Token(context.Background(), req, always)
 		if err != nil || shared {
 			t.Fatalf("first call: err=%v shared=%v", err, shared)
@@ -57,7 +57,7 @@ func TestSharedCache(t *testing.T) {
 	t.Run("concurrent callers collapse into one exchange", func(t *testing.T) {
 		clk := clocktesting.NewFakeClock(t0)
 		p := &countingProvider{clock: clk, delay: 100 * time.Millisecond}
-		c := NewSharedCache(p, clk)
+		c := NewSharedCache(p, clk, nil)
 		var wg sync.WaitGroup
 		tokens := make([]string, 20)
 		for i := range tokens {
@@ -85,7 +85,7 @@ func TestSharedCache(t *testing.T) {
 	t.Run("a token the caller cannot use is replaced", func(t *testing.T) {
 		clk := clocktesting.NewFakeClock(t0)
 		p := &countingProvider{clock: clk}
-		c := NewSharedCache(p, clk)
+		c := NewSharedCache(p, clk, nil)
 		first, _, _ := c.Token(context.Background(), req, always)
 		notBefore := func(t Token) bool { return t.IssuedAt.After(first.IssuedAt) }
 		clk.Step(time.Minute)
@@ -102,7 +102,7 @@ func TestSharedCache(t *testing.T) {
 	t.Run("different identities do not share", func(t *testing.T) {
 		clk := clocktesting.NewFakeClock(t0)
 		p := &countingProvider{clock: clk}
-		c := NewSharedCache(p, clk)
+		c := NewSharedCache(p, clk, nil)
 		other := req
 		other.ClientSecret = "rotated"
 		a, _, _ := c.Token(context.Background(), req, always)
@@ -115,7 +115,7 @@ func TestSharedCache(t *testing.T) {
 	t.Run("expired tokens are dropped", func(t *testing.T) {
 		clk := clocktesting.NewFakeClock(t0)
 		p := &countingProvider{clock: clk}
-		c := NewSharedCache(p, clk)
+		c := NewSharedCache(p, clk, nil)
 		_, _, _ = c.Token(context.Background(), req, always)
 		if c.Len() != 1 {
 			t.Fatalf("Len = %d, want 1", c.Len())
@@ -133,7 +133,7 @@ func TestSharedCache(t *testing.T) {
 	t.Run("errors are not cached", func(t *testing.T) {
 		clk := clocktesting.NewFakeClock(t0)
 		p := &countingProvider{clock: clk, fail: errors.New("boom")}
-		c := NewSharedCache(p, clk)
+		c := NewSharedCache(p, clk, nil)
 		for range 2 {
 			if _, _, err := c.Token(context.Background(), req, always); err == nil {
 				t.Fatal("want the provider's error")
@@ -146,7 +146,7 @@ func TestSharedCache(t *testing.T) {
 
 	t.Run("keyed by hash, never by the secret", func(t *testing.T) {
 		clk := clocktesting.NewFakeClock(t0)
-		c := NewSharedCache(&countingProvider{clock: clk}, clk)
+		c := NewSharedCache(&countingProvider{clock: clk}, clk, nil)
 		_, _, _ = c.Token(context.Background(), req, always)
 		for k := range c.entries {
 			if strings.Contains(k, req.ClientSecret) || k != req.Hash() {

@@ -72,6 +72,8 @@ type Options struct {
 	AllowedHosts HostPolicy
 	// RootCAs replaces the system roots (tests and the demo pass their own CA). nil = system roots.
 	RootCAs *x509.CertPool
+	// Observer receives each request's duration and outcome (the manager's metrics). nil = none.
+	Observer Observer
 }
 
 // ClientCredentials is the Provider for every identity block: the OAuth 2.0 client-credentials
@@ -94,6 +96,9 @@ func NewClientCredentials(opts Options) *ClientCredentials {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
+	if opts.Observer == nil {
+		opts.Observer = noObserver{}
+	}
 	return &ClientCredentials{opts: opts, transports: map[[32]byte]*http.Transport{}}
 }
 
@@ -110,7 +115,7 @@ func (p *ClientCredentials) Token(ctx context.Context, req Request) (Token, erro
 	if err != nil {
 		return Token{}, err
 	}
-	rec := &responseRecorder{next: hostGuard{next: transport, policy: p.opts.AllowedHosts}, kind: req.Kind}
+	rec := &responseRecorder{next: hostGuard{next: transport, policy: p.opts.AllowedHosts}, kind: req.Kind, observer: p.opts.Observer}
 	client := &http.Client{
 		Transport: rec,
 		// Never follow a redirect: a 307/308 would re-send the client secret to a host that was
@@ -368,8 +373,9 @@ func (p *ClientCredentials) transport(bundle []byte) (*http.Transport, error) {
 // responseRecorder remembers the status and headers of the last answer, so a failure that
 // x/oauth2 reports without them (malformed JSON, missing access_token) can still be classified.
 type responseRecorder struct {
-	next http.RoundTripper
-	kind Kind // for the request-duration metric
+	next     http.RoundTripper
+	kind     Kind // for the request-duration metric
+	observer Observer
 
 	mu     sync.Mutex
 	status int
@@ -379,7 +385,7 @@ type responseRecorder struct {
 func (r *responseRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
 	resp, err := r.next.RoundTrip(req)
-	observeRequest(r.kind, resp, err, time.Since(start))
+	r.observer.ObserveRequest(r.kind, resp, err, time.Since(start))
 	if resp != nil {
 		r.mu.Lock()
 		r.status, r.header = resp.StatusCode, resp.Header.Clone()

@@ -1,4 +1,4 @@
-package controllers
+package kubecache
 
 import (
 	"testing"
@@ -36,7 +36,7 @@ func TestStripForCacheDropsWhatIsNeverRead(t *testing.T) {
 }
 
 func TestCachedTargetSecretsShareTheirToken(t *testing.T) {
-	transform := CacheOptions(nil).DefaultTransform
+	transform := ManagerCacheOptions(nil).DefaultTransform
 	if transform == nil {
 		t.Fatal("no cache transform")
 	}

@@ -1,4 +1,4 @@
-package controllers
+package kubecache
 
 import (
 	"context"
@@ -13,13 +13,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 )
 
-// referenceReader reads the objects credentials refer to (client-credentials and certificate
+// ReferenceReader reads the objects credentials refer to (client-credentials and certificate
 // Secrets, CA ConfigMaps, ServiceAccounts) from the API server, but only when they changed: it
 // keeps the copy it last read and reuses it while the metadata-only reference cache reports the
 // same resourceVersion. A reconcile pass then costs no read for unchanged inputs, while the
 // manager still caches the data of no Secret it was not asked about: copies exist only for
 // objects a credential referenced, and a rotation (a new resourceVersion) is read at once.
-type referenceReader struct {
+type ReferenceReader struct {
 	api    client.Reader // uncached reads
 	meta   client.Reader // the metadata-only reference cache
 	scheme *runtime.Scheme
@@ -33,12 +33,13 @@ type referenceKey struct {
 	key client.ObjectKey
 }
 
-func newReferenceReader(api, meta client.Reader, scheme *runtime.Scheme) *referenceReader {
-	return &referenceReader{api: api, meta: meta, scheme: scheme, copies: map[referenceKey]client.Object{}}
+// NewReferenceReader reads through api, consulting meta (the reference cache) for resourceVersions.
+func NewReferenceReader(api, meta client.Reader, scheme *runtime.Scheme) *ReferenceReader {
+	return &ReferenceReader{api: api, meta: meta, scheme: scheme, copies: map[referenceKey]client.Object{}}
 }
 
 // Get fills obj from the last copy when its resourceVersion is current, else from the API server.
-func (r *referenceReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+func (r *ReferenceReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
 	gvk, err := apiutil.GVKForObject(obj, r.scheme)
 	if err != nil {
 		return r.api.Get(ctx, key, obj, opts...)
@@ -66,13 +67,20 @@ func (r *referenceReader) Get(ctx context.Context, key client.ObjectKey, obj cli
 	return nil
 }
 
-// secretAbsent reports whether the metadata cache has no Secret at key. Only a NotFound counts:
+// SecretAbsent reports whether the metadata cache has no Secret at key. Only a NotFound counts:
 // any other answer (the cache not started, a namespace it does not watch) says nothing.
-func (r *referenceReader) secretAbsent(ctx context.Context, key client.ObjectKey) bool {
-	return apierrors.IsNotFound(r.meta.Get(ctx, key, coreMetadata("Secret")))
+func (r *ReferenceReader) SecretAbsent(ctx context.Context, key client.ObjectKey) bool {
+	return apierrors.IsNotFound(r.meta.Get(ctx, key, CoreMetadata("Secret")))
+}
+
+// Copies is the number of objects whose copy the reader holds.
+func (r *ReferenceReader) Copies() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.copies)
 }
 
 // List is not cached: nothing lists references.
-func (r *referenceReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+func (r *ReferenceReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
 	return r.api.List(ctx, list, opts...)
 }

@@ -1,14 +1,37 @@
-package controllers
+package kubecache
 
 import (
+	"time"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
 	"github.com/dbtoken/databricks-token-operator/internal/intern"
 )
+
+// ManagerCacheOptions are the manager cache settings the controllers rely on: Secrets are cached
+// only with our label (the targets we write), so the manager's memory does not grow with the
+// cluster's unrelated Secrets, and only the watched namespaces are cached when --namespaces is
+// set. Cached objects are slimmed and share their repeated values (cacheTransform).
+func ManagerCacheOptions(namespaces []string) cache.Options {
+	managed, err := labels.NewRequirement(v1alpha1.LabelCredential, selection.Exists, nil)
+	utilruntime.Must(err)
+	return cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Label: labels.NewSelector().Add(*managed)},
+		},
+		DefaultTransform:  cacheTransform(intern.NewTable(clock.RealClock{}, time.Hour)),
+		DefaultNamespaces: namespaceConfigs(namespaces),
+	}
+}
 
 // The manager's memory is its caches: at 10,000 credentials, the credentials and their target
 // Secrets are most of the live heap (test/bench, docs/performance.md). The transforms below run

@@ -1,42 +1,18 @@
-package controllers
+package kubecache
 
 import (
 	"fmt"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 )
 
-func TestOwnWritesRecognisesOnlyTheVersionWritten(t *testing.T) {
-	w := newOwnWrites()
-	s := func(rv string) *corev1.Secret {
-		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "t", ResourceVersion: rv}}
-	}
-	if w.echo(s("1")) {
-		t.Fatal("nothing written yet, yet an echo")
-	}
-	w.wrote(s("5"))
-	if w.echo(s("6")) {
-		t.Fatal("a later version (someone else's edit) taken for our echo")
-	}
-	if !w.echo(s("5")) {
-		t.Fatal("our own write not recognised")
-	}
-	if w.echo(s("5")) {
-		t.Fatal("an echo is recognised once; a relist of the same version must pass")
-	}
-	var nilWrites *ownWrites
-	nilWrites.wrote(s("7")) // controllers built without a manager record nothing
-}
-
-func TestStatusWritesDetectsACacheBehindOurWrite(t *testing.T) {
+func TestCredentialStoreDetectsACacheBehindOurWrite(t *testing.T) {
 	key := types.NamespacedName{Namespace: "ns", Name: "c"}
 	clk := clocktesting.NewFakePassiveClock(time.Now())
-	s := newStatusWrites(clk)
+	s := NewCredentialStore(clk, nil, nil, nil)
 	if s.stale(key, "1") {
 		t.Fatal("stale without any write")
 	}

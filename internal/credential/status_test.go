@@ -1,4 +1,4 @@
-package controllers
+package credential
 
 import (
 	"errors"
@@ -111,9 +111,13 @@ func TestWriteFailedMessage(t *testing.T) {
 
 func TestHealthyMessage(t *testing.T) {
 	exp := time.Date(2026, 11, 28, 19, 0, 0, 0, time.UTC)
-	got := healthyMessage(20, exp, exp.Add(-30*time.Minute))
-	want := "token valid until 2026-11-28T19:00:00Z in all 20 selected namespaces; next refresh at 2026-11-28T18:30:00Z"
-	if got != want {
+	cluster := &Subject{PerNamespace: &v1alpha1.ClusterDatabricksCredentialStatus{}}
+	if got, want := healthyMessage(cluster, 20, exp, exp.Add(-30*time.Minute)),
+		"token valid until 2026-11-28T19:00:00Z in all 20 selected namespaces; next refresh at 2026-11-28T18:30:00Z"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if got, want := healthyMessage(&Subject{}, 1, exp, exp.Add(-30*time.Minute)),
+		"token valid until 2026-11-28T19:00:00Z; next refresh at 2026-11-28T18:30:00Z"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
