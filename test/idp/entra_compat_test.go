@@ -5,6 +5,7 @@ package idp
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -67,5 +68,46 @@ func TestEntraClientCredentialsOIDCScopes(t *testing.T) {
 			s := start(t, Options{Clock: clock.Now})
 			checkEntraError(t, send(t, s, call{path: entraPath, form: with(entraForm(), "scope", tt.scope)}), clock, tt.status, tt.errCode, tt.aadsts, tt.message)
 		})
+	}
+}
+
+// MSAL Go refuses a tenant discovery document without authorization_endpoint, token_endpoint
+// or issuer (TenantDiscoveryResponse.Validate), even for the client-credentials grant that
+// never uses the authorization endpoint. Entra's document has all of them.
+func TestEntraDiscoveryDocument(t *testing.T) {
+	s := start(t, Options{})
+	a := send(t, s, call{method: http.MethodGet, path: "/" + tenantID + "/v2.0/.well-known/openid-configuration"})
+	if a.status != http.StatusOK || a.header.Get("Content-Type") != "application/json; charset=utf-8" {
+		t.Fatalf("%d %s: %s", a.status, a.header.Get("Content-Type"), a.body)
+	}
+	d := a.object(t)
+	base := s.URL() + "/" + tenantID
+	for k, want := range map[string]string{
+		"authorization_endpoint":        base + "/oauth2/v2.0/authorize",
+		"token_endpoint":                base + "/oauth2/v2.0/token",
+		"device_authorization_endpoint": base + "/oauth2/v2.0/devicecode",
+		"end_session_endpoint":          base + "/oauth2/v2.0/logout",
+		"jwks_uri":                      base + "/discovery/v2.0/keys",
+		// The issuer is Entra's, whatever host served the document: tokens are validated
+		// against it, and MSAL accepts it because login.microsoftonline.com is a trusted host.
+		"issuer": "https://login.microsoftonline.com/" + tenantID + "/v2.0",
+	} {
+		if d[k] != want {
+			t.Errorf("%s = %v, want %s", k, d[k], want)
+		}
+	}
+	// The fields of Entra's v2.0 tenant document, in Entra's order.
+	wantKeys(t, d, "token_endpoint", "token_endpoint_auth_methods_supported", "jwks_uri", "response_modes_supported",
+		"subject_types_supported", "id_token_signing_alg_values_supported", "response_types_supported", "scopes_supported",
+		"issuer", "request_uri_parameter_supported", "userinfo_endpoint", "authorization_endpoint",
+		"device_authorization_endpoint", "http_logout_supported", "frontchannel_logout_supported", "end_session_endpoint",
+		"claims_supported", "kerberos_endpoint", "tenant_region_scope", "cloud_instance_name", "cloud_graph_host_name",
+		"msgraph_host", "rbac_url")
+	if !strings.HasPrefix(string(a.body), `{"token_endpoint":`) {
+		t.Errorf("the document does not start with token_endpoint as Entra's does: %.40s", a.body)
+	}
+	// The tenant segment is matched case-insensitively, as for the token endpoint.
+	if a := send(t, s, call{method: http.MethodGet, path: "/" + strings.ToUpper(tenantID) + "/v2.0/.well-known/openid-configuration"}); a.status != http.StatusOK {
+		t.Errorf("upper-case tenant: %d", a.status)
 	}
 }
