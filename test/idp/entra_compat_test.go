@@ -4,9 +4,20 @@ package idp
 // is pinned independently of any client library.
 
 import (
+	"crypto/rand"
+	"crypto/sha1" //nolint:gosec // x5t is a SHA-1 thumbprint (RFC 7515 §4.1.7)
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"math/big"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // msalScope is what MSAL Go sends as scope on every confidential-client request for azScope:
@@ -109,5 +120,104 @@ func TestEntraDiscoveryDocument(t *testing.T) {
 	// The tenant segment is matched case-insensitively, as for the token endpoint.
 	if a := send(t, s, call{method: http.MethodGet, path: "/" + strings.ToUpper(tenantID) + "/v2.0/.well-known/openid-configuration"}); a.status != http.StatusOK {
 		t.Errorf("upper-case tenant: %d", a.status)
+	}
+}
+
+// certWithAwkwardThumbprint returns a certificate whose SHA-256 thumbprint has a '+' or '/' in
+// standard base64, so that the standard and URL-safe alphabets differ beyond the padding.
+func certWithAwkwardThumbprint(t *testing.T, now time.Time) clientCert {
+	t.Helper()
+	c := newClientCert(t, now.Add(-time.Hour), now.Add(24*time.Hour))
+	for serial := int64(100); ; serial++ {
+		sum := sha256.Sum256(c.cert.Raw)
+		if strings.ContainsAny(base64.StdEncoding.EncodeToString(sum[:]), "+/") {
+			return c
+		}
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: c.cert.Subject, NotBefore: c.cert.NotBefore, NotAfter: c.cert.NotAfter}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &c.key.PublicKey, c.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.cert, _ = x509.ParseCertificate(der)
+		c.certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	}
+}
+
+// Entra reads the certificate thumbprint of a client assertion as bytes: MSAL Go sends x5t#S256
+// in padded standard base64 (base64.StdEncoding in apps/internal/oauth/ops/accesstokens), MSAL
+// .NET and the operator in unpadded base64url as RFC 7515 specifies, and both authenticate.
+func TestEntraCertificateThumbprintEncodings(t *testing.T) {
+	fc := newFakeClock()
+	s := start(t, Options{Clock: fc.Now})
+	now := fc.Now()
+	cert := certWithAwkwardThumbprint(t, now)
+	if err := s.AddAzureCertificate(tenantID, azClientID, cert.certPEM); err != nil {
+		t.Fatal(err)
+	}
+	other := newClientCert(t, now.Add(-time.Hour), now.Add(24*time.Hour))
+	sum := sha256.Sum256(cert.cert.Raw)
+	sha1Sum := sha1.Sum(cert.cert.Raw) //nolint:gosec // see import
+	otherSum := sha256.Sum256(other.cert.Raw)
+	withHeader := func(method jwt.SigningMethod, set map[string]any) string {
+		return cert.assertion(t, s, now, method, func(h, _ map[string]any) {
+			delete(h, "x5t#S256")
+			for k, v := range set {
+				h[k] = v
+			}
+		})
+	}
+
+	accepted := map[string]struct {
+		method jwt.SigningMethod
+		header map[string]any
+	}{
+		"x5t#S256 base64url, unpadded (RFC 7515)": {jwt.SigningMethodPS256, map[string]any{"x5t#S256": base64.RawURLEncoding.EncodeToString(sum[:])}},
+		"x5t#S256 standard base64, padded (MSAL)": {jwt.SigningMethodPS256, map[string]any{"x5t#S256": base64.StdEncoding.EncodeToString(sum[:])}},
+		"x5t#S256 standard base64, unpadded":      {jwt.SigningMethodPS256, map[string]any{"x5t#S256": base64.RawStdEncoding.EncodeToString(sum[:])}},
+		"x5t#S256 base64url, padded":              {jwt.SigningMethodPS256, map[string]any{"x5t#S256": base64.URLEncoding.EncodeToString(sum[:])}},
+		// Entra's older documentation and MSAL Java before 1.16.2: x5t (SHA-1) with RS256.
+		"x5t SHA-1, RS256":                       {jwt.SigningMethodRS256, map[string]any{"x5t": base64.RawURLEncoding.EncodeToString(sha1Sum[:])}},
+		"x5t SHA-1, padded standard base64":      {jwt.SigningMethodRS256, map[string]any{"x5t": base64.StdEncoding.EncodeToString(sha1Sum[:])}},
+		"both headers: x5t#S256 is the one read": {jwt.SigningMethodPS256, map[string]any{"x5t#S256": base64.RawURLEncoding.EncodeToString(sum[:]), "x5t": "ignored"}},
+	}
+	for name, tc := range accepted {
+		t.Run(name, func(t *testing.T) {
+			s.ResetRequests()
+			a := send(t, s, call{path: entraPath, form: assertionForm(withHeader(tc.method, tc.header))})
+			if a.status != http.StatusOK {
+				t.Fatalf("status %d: %s", a.status, a.body)
+			}
+			if r := s.Requests()[0]; !r.AssertionVerified || r.AssertionAlg != tc.method.Alg() {
+				t.Errorf("recorded %+v", r)
+			}
+		})
+	}
+
+	upperHex := func(b []byte) string { return strings.ToUpper(hex.EncodeToString(b)) }
+	refused := map[string]struct {
+		header    map[string]any
+		wantThumb string // as Entra prints it: the hash in upper-case hex
+	}{
+		"another certificate's thumbprint, standard base64": {map[string]any{"x5t#S256": base64.StdEncoding.EncodeToString(otherSum[:])}, upperHex(otherSum[:])},
+		"SHA-1 thumbprint in x5t#S256":                      {map[string]any{"x5t#S256": base64.RawURLEncoding.EncodeToString(sha1Sum[:])}, upperHex(sha1Sum[:])},
+		"SHA-256 thumbprint in x5t":                         {map[string]any{"x5t": base64.RawURLEncoding.EncodeToString(sum[:])}, upperHex(sum[:])},
+		"truncated thumbprint":                              {map[string]any{"x5t#S256": base64.RawURLEncoding.EncodeToString(sum[:31])}, upperHex(sum[:31])},
+		"mixed alphabets":                                   {map[string]any{"x5t#S256": "-+" + base64.RawURLEncoding.EncodeToString(sum[:])[2:]}, "-+" + base64.RawURLEncoding.EncodeToString(sum[:])[2:]},
+		"hex instead of base64":                             {map[string]any{"x5t#S256": hex.EncodeToString(sum[:])}, ""},
+	}
+	for name, tc := range refused {
+		t.Run(name, func(t *testing.T) {
+			s.ResetRequests()
+			a := send(t, s, call{path: entraPath, form: assertionForm(withHeader(jwt.SigningMethodPS256, tc.header))})
+			m := a.object(t)
+			desc, _ := m["error_description"].(string)
+			if a.status != http.StatusUnauthorized || m["error"] != "invalid_client" || !strings.HasPrefix(desc, "AADSTS700027: ") ||
+				!strings.Contains(desc, "The key was not found") || !strings.Contains(desc, "Thumbprint of key used by client: '"+tc.wantThumb) {
+				t.Errorf("got %d %s", a.status, a.printable())
+			}
+			if r := s.Requests()[0]; r.AssertionVerified || r.IssuedToken != "" {
+				t.Errorf("recorded %+v", r)
+			}
+		})
 	}
 }
