@@ -1,7 +1,7 @@
 package idp
 
 // Requests that real Entra clients send and Entra accepts, sent as raw forms so that each case
-// is pinned independently of any client library.
+// is pinned independently of any client library (realclients_test.go drives the libraries).
 
 import (
 	"crypto/rand"
@@ -188,7 +188,7 @@ func TestEntraCertificateThumbprintEncodings(t *testing.T) {
 				t.Fatalf("status %d: %s", a.status, a.body)
 			}
 			if r := s.Requests()[0]; !r.AssertionVerified || r.AssertionAlg != tc.method.Alg() {
-				t.Errorf("recorded %+v", r)
+				t.Errorf("recorded %s", redacted(r))
 			}
 		})
 	}
@@ -216,7 +216,7 @@ func TestEntraCertificateThumbprintEncodings(t *testing.T) {
 				t.Errorf("got %d %s", a.status, a.printable())
 			}
 			if r := s.Requests()[0]; r.AssertionVerified || r.IssuedToken != "" {
-				t.Errorf("recorded %+v", r)
+				t.Errorf("recorded %s", redacted(r))
 			}
 		})
 	}
