@@ -20,9 +20,9 @@
 //   - Entra client assertions (RFC 7523 jwt-bearer) on the v2.0 token endpoint: federated
 //     ServiceAccount tokens against a federated identity credential
 //     (AddAzureFederatedCredential), and certificate-signed assertions against an uploaded
-//     certificate (AddAzureCertificate: x5t#S256, PS256/RS256 signature, aud = the token
-//     endpoint, iss = sub = client ID, jti, nbf/exp, at most ten minutes), with Entra's AADSTS
-//     codes for each failure.
+//     certificate (AddAzureCertificate: x5t#S256, or a SHA-1 x5t, read as bytes in either
+//     base64 alphabet; PS256/RS256 signature, aud = the token endpoint, iss = sub = client ID,
+//     jti, nbf/exp, at most ten minutes), with Entra's AADSTS codes for each failure.
 //
 // Why a faithful fake rather than a stub: the operator's Ready reasons (InvalidClient, NotFound,
 // Unauthorized, RefreshFailing, ...) are derived from exactly these status codes, error codes and
@@ -31,6 +31,15 @@
 // something that never happens in production. So when changing this package, check the real
 // provider's behaviour first and keep the quirks (for example, Entra answers an unknown tenant
 // with 400, not 404, and an unknown client with unauthorized_client, not invalid_client).
+//
+// Faithful means in both directions: what a real client sends and the real provider accepts,
+// the fake accepts too, and its tests drive the real client libraries against it (azidentity,
+// which is MSAL Go underneath, with a client secret, a certificate, a client assertion and
+// workload identity; databricks-sdk-go with OAuth M2M and token federation). So it accepts MSAL's
+// "openid offline_access profile" next to the /.default scope, publishes Entra's whole tenant
+// discovery document (MSAL refuses one without authorization_endpoint) and reads MSAL Go's
+// padded standard-base64 thumbprints. An azidentity client of the fake sets
+// DisableInstanceDiscovery, as for any authority host that Entra does not know.
 //
 // Besides the token endpoints the server offers what a test needs to observe and disturb the
 // exchange: fault injection (FailNext), a record of every request without secrets (Requests,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -58,7 +59,8 @@ const (
 // (the tenant is resolved from the URL before the request is read; the request is validated
 // before the client is authenticated; the resource is resolved last):
 // tenant (90002), method (900561), grant_type (900144/70003), client_id (900144),
-// scope (900144/1002012/70011), app (700016), then either the client assertion
+// scope (900144/1002012/70011, MSAL's OIDC scopes set aside: msalOIDCScopes), app (700016),
+// then either the client assertion
 // (entra_assertion.go: 900144, 50027, 70021, 700211-700213, 700027, 700024, 700023, 700021,
 // 50048) or the secret (7000216/7000222/7000215), resource (500011).
 func (s *Server) entraToken(w http.ResponseWriter, r *http.Request, tenantSeg string, c credentials, rec *Request) {
@@ -87,20 +89,18 @@ func (s *Server) entraToken(w http.ResponseWriter, r *http.Request, tenantSeg st
 		return
 	}
 
-	scope := strings.TrimSpace(r.PostForm.Get("scope"))
+	scope := strings.Join(strings.Fields(r.PostForm.Get("scope")), " ")
 	if scope == "" {
 		s.writeMissingParameter(w, r, "scope")
 		return
 	}
-	scopes := strings.Fields(scope)
-	for _, sc := range scopes {
-		if !strings.HasSuffix(strings.ToLower(sc), "/.default") {
-			s.writeEntraError(w, r, http.StatusBadRequest, "invalid_scope", AADSTSScopeNeedsDefaultSuffix,
-				fmt.Sprintf("The provided value for scope %s is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).", sc))
-			return
-		}
+	resources := clientCredentialsResources(scope)
+	if len(resources) == 0 || slices.ContainsFunc(resources, func(sc string) bool { return !strings.HasSuffix(strings.ToLower(sc), "/.default") }) {
+		s.writeEntraError(w, r, http.StatusBadRequest, "invalid_scope", AADSTSScopeNeedsDefaultSuffix,
+			fmt.Sprintf("The provided value for scope %s is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).", scope))
+		return
 	}
-	if len(scopes) > 1 {
+	if len(resources) > 1 {
 		s.writeEntraError(w, r, http.StatusBadRequest, "invalid_scope", AADSTSInvalidScopeParam,
 			fmt.Sprintf("The provided value for the input parameter 'scope' is not valid. The scope %s is not valid.", scope))
 		return
@@ -122,7 +122,7 @@ func (s *Server) entraToken(w http.ResponseWriter, r *http.Request, tenantSeg st
 		return
 	}
 
-	resource := scopes[0][:len(scopes[0])-len("/.default")]
+	resource := resources[0][:len(resources[0])-len("/.default")]
 	if !isAzureDatabricksResource(resource) {
 		s.writeEntraError(w, r, http.StatusBadRequest, "invalid_resource", AADSTSResourceNotFound,
 			fmt.Sprintf("The resource principal named %s was not found in the tenant named %s. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.", resource, tenantSeg))
@@ -144,6 +144,35 @@ func (s *Server) entraToken(w http.ResponseWriter, r *http.Request, tenantSeg st
 	}
 	s.setEntraHeaders(w, r, newUUID())
 	writeJSON(w, "application/json; charset=utf-8", http.StatusOK, resp)
+}
+
+// msalOIDCScopes are the OpenID Connect scopes MSAL appends to the scopes of every
+// confidential-client request, client credentials included ("openid offline_access profile":
+// AppendDefaultScopes in microsoft-authentication-library-for-go, and likewise MSAL Java and the
+// Azure Identity libraries built on them). Entra accepts them next to one resource's /.default and
+// issues an app-only token for that resource: every azidentity ClientSecretCredential,
+// ClientCertificateCredential and WorkloadIdentityCredential request has this shape. Without a
+// resource scope they are refused with AADSTS1002012 quoting the whole scope string (the answer
+// MSAL Go's maintainers quote in microsoft-authentication-library-for-go issue #304 and next to
+// scopeError in apps/internal/oauth/oauth.go); AADSTS70011 texts quote the whole string as well
+// (e.g. "The scope https://…/tasks/read https://…/tasks/write offline_access openid profile is
+// not valid." in Azure-Samples/active-directory-b2c-dotnet-webapp-and-webapi issue #2).
+//
+// Entra documents a fourth OIDC scope, email; no client sends it with client credentials and
+// Entra's answer to it there has not been observed, so the fake refuses it like any other scope
+// without /.default (strict where unknown, so that an unusual client is noticed).
+var msalOIDCScopes = map[string]bool{"openid": true, "offline_access": true, "profile": true}
+
+// clientCredentialsResources returns the scopes of a client-credentials request other than the
+// OIDC scopes MSAL adds: the resource scopes, of which exactly one, ending in /.default, is valid.
+func clientCredentialsResources(scope string) []string {
+	var out []string
+	for _, sc := range strings.Fields(scope) {
+		if !msalOIDCScopes[sc] {
+			out = append(out, sc)
+		}
+	}
+	return out
 }
 
 // verifyClientSecret authenticates a client secret and answers the error itself when it fails.

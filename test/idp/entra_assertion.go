@@ -1,9 +1,12 @@
 package idp
 
 import (
+	"bytes"
+	"crypto/sha1" //nolint:gosec // x5t is defined as a SHA-1 thumbprint (RFC 7515 §4.1.7)
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -47,10 +50,11 @@ type azureFederatedCredential struct {
 }
 
 // azureCertificate is a certificate uploaded to an app registration, found by its SHA-256
-// thumbprint (the assertion's x5t#S256 header).
+// thumbprint (the assertion's x5t#S256 header) or its SHA-1 thumbprint (x5t).
 type azureCertificate struct {
-	thumbprint string
-	cert       *x509.Certificate
+	sha256 [sha256.Size]byte
+	sha1   [sha1.Size]byte
+	cert   *x509.Certificate
 }
 
 // addAzureAppLocked returns the app, creating it (without a client secret) when needed.
@@ -92,11 +96,10 @@ func (s *Server) AddAzureCertificate(tenantID, clientID string, certPEM []byte) 
 	if err != nil {
 		return fmt.Errorf("idp: parse certificate: %w", err)
 	}
-	sum := sha256.Sum256(cert.Raw)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	app := s.addAzureAppLocked(tenantID, clientID)
-	app.certs = append(app.certs, azureCertificate{thumbprint: base64.RawURLEncoding.EncodeToString(sum[:]), cert: cert})
+	app.certs = append(app.certs, azureCertificate{sha256: sha256.Sum256(cert.Raw), sha1: sha1.Sum(cert.Raw), cert: cert}) //nolint:gosec // x5t is SHA-1 by definition
 	return nil
 }
 
@@ -135,16 +138,7 @@ func (s *Server) verifyClientAssertion(w http.ResponseWriter, r *http.Request, a
 }
 
 func (s *Server) verifyCertificateAssertion(w http.ResponseWriter, r *http.Request, app azureApp, raw string, header map[string]any, rec *Request) bool {
-	thumb, _ := header["x5t#S256"].(string)
-	if thumb == "" {
-		thumb, _ = header["x5t"].(string)
-	}
-	var cert *x509.Certificate
-	for _, c := range app.certs {
-		if c.thumbprint == thumb {
-			cert = c.cert
-		}
-	}
+	cert, thumb := findCertificate(app.certs, header)
 	if cert == nil {
 		s.writeEntraError(w, r, http.StatusUnauthorized, "invalid_client", AADSTSAssertionSignature,
 			fmt.Sprintf("Client assertion contains an invalid signature. [Reason - The key was not found., Thumbprint of key used by client: '%s', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '%s'. Review the documentation at https://docs.microsoft.com/en-us/graph/deployments to determine the corresponding service endpoint and https://docs.microsoft.com/en-us/graph/api/application-get?view=graph-rest-1.0&tabs=http to build a query request URL, such as 'https://graph.microsoft.com/beta/applications/%s']", thumb, app.clientID, app.clientID))
@@ -261,6 +255,58 @@ func (s *Server) verifyFederatedAssertion(w http.ResponseWriter, r *http.Request
 	}
 	rec.AssertionVerified = true
 	return true
+}
+
+// findCertificate returns the uploaded certificate a certificate assertion names, and the
+// thumbprint as Entra quotes it in its errors.
+//
+// Entra reads the thumbprint header as the bytes of a hash, not as a string. RFC 7515 §4.1.7-8
+// defines x5t and x5t#S256 as base64url, and MSAL .NET and the operator send that, but MSAL Go
+// sends padded standard base64 (base64.StdEncoding of the SHA-256 in Credential.JWT,
+// apps/internal/oauth/ops/accesstokens of microsoft-authentication-library-for-go) and
+// authenticates with Entra all the same; Microsoft's own documentation has shown the thumbprint
+// both ways (MicrosoftDocs/azure-docs PR #95348 "x5t claim is base64-encoded not
+// base64url-encoded", issue #67127 "x5t claim should be base64url"). So the fake decodes either
+// alphabet, padded or not. And Entra prints the thumbprint it looked for in upper-case hex
+// ("Thumbprint of key used by client: 'C49C25705D60569884EDC91986CEF8A01A495783'" in its
+// AADSTS700027/50012 answers), which it can only do after decoding it.
+//
+// x5t#S256 is matched against SHA-256 thumbprints and, when it is absent, x5t against SHA-1
+// ones: the SHA-1 x5t with RS256 is what Entra's certificate-credentials documentation showed
+// before PS256/x5t#S256 and what MSAL Java sent until 1.16.2 (AzureAD/microsoft-authentication-
+// library-for-java issue #760). When both are present the fake reads x5t#S256 (its choice: not
+// observed). A value that is not base64 in either alphabet names no key and is quoted as sent.
+func findCertificate(certs []azureCertificate, header map[string]any) (*x509.Certificate, string) {
+	presented, sha256Header := header["x5t#S256"].(string)
+	if !sha256Header {
+		presented, _ = header["x5t"].(string)
+	}
+	sum, ok := decodeThumbprint(presented)
+	if !ok {
+		return nil, presented
+	}
+	for _, c := range certs {
+		if (sha256Header && bytes.Equal(sum, c.sha256[:])) || (!sha256Header && bytes.Equal(sum, c.sha1[:])) {
+			return c.cert, strings.ToUpper(hex.EncodeToString(sum))
+		}
+	}
+	return nil, strings.ToUpper(hex.EncodeToString(sum))
+}
+
+// decodeThumbprint decodes base64 in the URL-safe or the standard alphabet, with or without
+// padding; mixing the alphabets is an error.
+func decodeThumbprint(s string) ([]byte, bool) {
+	trimmed := strings.TrimRight(s, "=")
+	if trimmed == "" {
+		return nil, false
+	}
+	if b, err := base64.RawURLEncoding.DecodeString(trimmed); err == nil {
+		return b, true
+	}
+	if b, err := base64.RawStdEncoding.DecodeString(trimmed); err == nil {
+		return b, true
+	}
+	return nil, false
 }
 
 // writeTimeRange answers AADSTS700024 in Entra's words.

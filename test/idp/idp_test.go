@@ -106,6 +106,15 @@ func (a answer) object(t testing.TB) map[string]any {
 	return m
 }
 
+// printable is the body for a failure message: an answer that carries a token is not printed,
+// so that a test expecting a refusal never writes a token to the test output.
+func (a answer) printable() string {
+	if bytes.Contains(a.body, []byte(`"access_token"`)) {
+		return "(an answer with an access token, not printed)"
+	}
+	return string(a.body)
+}
+
 func trySend(s *Server, c call) (answer, error) {
 	method := c.method
 	if method == "" {
@@ -461,13 +470,13 @@ var entraErrorShape = regexp.MustCompile(`^\{"error":"[a-z_]+","error_descriptio
 func checkEntraError(t *testing.T, a answer, clock *fakeClock, status int, errCode string, aadsts int, message string) {
 	t.Helper()
 	if a.status != status {
-		t.Errorf("status = %d, want %d (%s)", a.status, status, a.body)
+		t.Errorf("status = %d, want %d (%s)", a.status, status, a.printable())
 	}
 	if ct := a.header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
 		t.Errorf("Content-Type = %q", ct)
 	}
 	if !entraErrorShape.Match(a.body) {
-		t.Errorf("body fields/order differ from Entra's: %s", a.body)
+		t.Errorf("body fields/order differ from Entra's: %s", a.printable())
 	}
 	m := a.object(t)
 	wantKeys(t, m, "error", "error_description", "error_codes", "timestamp", "trace_id", "correlation_id", "error_uri")
