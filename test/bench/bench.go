@@ -28,6 +28,7 @@ import (
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
+	"github.com/dbtoken/databricks-token-operator/internal/testenv/procstat"
 	"github.com/dbtoken/databricks-token-operator/test/idp"
 )
 
@@ -50,15 +51,15 @@ type bench struct {
 	mgr        *manager // the running manager, if any
 	managers   int      // managers started so far (names the log files)
 
-	cpSamplers map[string]*sampler // kube-apiserver and etcd
-	self       *sampler
+	cpSamplers map[string]*procstat.Sampler // kube-apiserver and etcd
+	self       *procstat.Sampler
 
 	trackerCancel context.CancelFunc
 	cleanupOnce   sync.Once
 }
 
 func run(parent context.Context, c config) int {
-	b := &bench{cfg: c, layout: layout{n: c.N, m: c.M, namespaces: c.Namespaces}, cpSamplers: map[string]*sampler{}}
+	b := &bench{cfg: c, layout: layout{n: c.N, m: c.M, namespaces: c.Namespaces}, cpSamplers: map[string]*procstat.Sampler{}}
 	b.res = newResults(c)
 	defer b.cleanup() // also on panic
 
@@ -193,12 +194,12 @@ func (b *bench) startControlPlane() error {
 	if err != nil {
 		return fmt.Errorf("starting envtest: %w", err)
 	}
-	for name, pid := range childProcs() {
+	for name, pid := range procstat.Children() {
 		if name == "etcd" || name == "kube-apiserver" {
-			b.cpSamplers[name] = startSampler(pid, b.cfg.Poll)
+			b.cpSamplers[name] = procstat.Start(pid, b.cfg.Poll)
 		}
 	}
-	b.self = startSampler(os.Getpid(), b.cfg.Poll)
+	b.self = procstat.Start(os.Getpid(), b.cfg.Poll)
 
 	b.kubeconfig = filepath.Join(b.tmp, "kubeconfig")
 	if err := os.WriteFile(b.kubeconfig, b.env.KubeConfig, 0o600); err != nil {
@@ -235,15 +236,15 @@ func (b *bench) cleanup() {
 			b.idp.Close()
 		}
 		for _, s := range b.cpSamplers {
-			s.stop()
+			s.Stop()
 		}
-		b.self.stop()
+		b.self.Stop()
 		if b.env != nil {
 			if err := b.env.Stop(); err != nil {
 				logf("stopping envtest: %v", err)
 			}
 			// Last resort: envtest's processes run in their own process groups and would outlive us.
-			for name, pid := range childProcs() {
+			for name, pid := range procstat.Children() {
 				if name == "etcd" || name == "kube-apiserver" {
 					if p, err := os.FindProcess(pid); err == nil {
 						_ = p.Kill()
@@ -455,10 +456,10 @@ func (b *bench) pollReady(ctx context.Context, phase string, t0 time.Time) pollR
 			}
 		}
 		if since := time.Since(lastLog); since >= 5*time.Second {
-			cpu, _ := b.mgr.sampler.cpuSince(lastLog)
+			cpu, _ := b.mgr.sampler.CPUSince(lastLog)
 			lastLog = time.Now()
 			logf("%s: %d/%d Ready after %.0fs; token requests so far %d; manager RSS %s, CPU %.0f%% of a core",
-				phase, pr.ready, b.cfg.N, time.Since(t0).Seconds(), b.idp.TokenRequestCount(), mib(b.mgr.sampler.last().Mem.RSS),
+				phase, pr.ready, b.cfg.N, time.Since(t0).Seconds(), b.idp.TokenRequestCount(), mib(b.mgr.sampler.Last().Mem.RSS),
 				100*cpu.Seconds()/since.Seconds())
 		}
 		select {
@@ -545,8 +546,8 @@ func (b *bench) finish(ctx context.Context, p *phaseResult, st phaseStart, phase
 	p.Writes = b.tracker.breakdown().sub(st.brk)
 
 	if m := b.mgr; m != nil {
-		last := m.sampler.last()
-		w := m.sampler.window(st.at, end)
+		last := m.sampler.Last()
+		w := m.sampler.Window(st.at, end)
 		h := m.out.heap(m.started, end)
 		p.Mem = &memResult{
 			RSSMiB: mibf(last.Mem.RSS), RSSAnonMiB: mibf(last.Mem.RSSAnon), HWMMiB: mibf(last.Mem.HWM),
@@ -556,14 +557,14 @@ func (b *bench) finish(ctx context.Context, p *phaseResult, st phaseStart, phase
 		p.CPU.Manager = w.CPU.Seconds()
 	}
 	if s := b.cpSamplers["kube-apiserver"]; s != nil {
-		p.CPU.APIServer = s.window(st.at, end).CPU.Seconds()
-		p.APIServerRSSMiB = mibf(s.last().Mem.RSS)
+		p.CPU.APIServer = s.Window(st.at, end).CPU.Seconds()
+		p.APIServerRSSMiB = mibf(s.Last().Mem.RSS)
 	}
 	if s := b.cpSamplers["etcd"]; s != nil {
-		p.CPU.Etcd = s.window(st.at, end).CPU.Seconds()
-		p.EtcdRSSMiB = mibf(s.last().Mem.RSS)
+		p.CPU.Etcd = s.Window(st.at, end).CPU.Seconds()
+		p.EtcdRSSMiB = mibf(s.Last().Mem.RSS)
 	}
-	p.CPU.BenchAndIdP = b.self.window(st.at, end).CPU.Seconds()
+	p.CPU.BenchAndIdP = b.self.Window(st.at, end).CPU.Seconds()
 	logf("%s: done in %.1fs — token requests %d, Secret writes %d+%d, status writes %d, manager RSS %.1f MiB (VmHWM %.1f MiB)",
 		p.Name, p.Secs, p.TokenRequests, p.SecretCreates, p.SecretUpdates, p.StatusWrites, p.Mem.rss(), p.Mem.hwm())
 	if phaseErr != nil {
@@ -578,7 +579,7 @@ func (b *bench) settle(ctx context.Context) (bool, time.Duration) {
 	t0 := time.Now()
 	for {
 		if b.tracker.sinceLastWrite() >= b.cfg.Quiet && b.mgr != nil {
-			if cpu, ok := b.mgr.sampler.cpuSince(time.Now().Add(-b.cfg.Quiet)); ok && cpu <= b.cfg.Quiet/50 {
+			if cpu, ok := b.mgr.sampler.CPUSince(time.Now().Add(-b.cfg.Quiet)); ok && cpu <= b.cfg.Quiet/50 {
 				return true, time.Since(t0)
 			}
 		}

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/dbtoken/databricks-token-operator/internal/testenv/procstat"
 )
 
 // buildManager compiles ./cmd/manager into dir.
@@ -39,7 +41,7 @@ type manager struct {
 	logPath string
 	logFile *os.File
 	out     *managerOutput
-	sampler *sampler
+	sampler *procstat.Sampler
 
 	started time.Time // process launched
 	readyAt time.Time // /readyz answered 200
@@ -102,7 +104,7 @@ func launchManager(bin, kubeconfig, logDir, name string, extra, env []string, sa
 		return nil, fmt.Errorf("starting the manager: %w", err)
 	}
 	m.started = time.Now()
-	m.sampler = startSampler(m.cmd.Process.Pid, sampleEvery)
+	m.sampler = procstat.Start(m.cmd.Process.Pid, sampleEvery)
 	go func() {
 		m.waitErr = m.cmd.Wait()
 		m.logFile.Close()
@@ -177,7 +179,7 @@ func (m *manager) stop() (time.Duration, error) {
 		m.kill()
 		return time.Since(t0), fmt.Errorf("manager %s did not exit within 30s of SIGTERM; killed", m.name)
 	}
-	m.sampler.stop()
+	m.sampler.Stop()
 	if m.waitErr != nil {
 		return time.Since(t0), fmt.Errorf("manager %s exited with %v after SIGTERM (log: %s)", m.name, m.waitErr, m.logPath)
 	}
@@ -195,7 +197,7 @@ func (m *manager) kill() {
 		_ = m.cmd.Process.Kill()
 		<-m.done
 	}
-	m.sampler.stop()
+	m.sampler.Stop()
 }
 
 // gcLine is one parsed GODEBUG=gctrace=1 line: heap at the start of the collection, at its end,
