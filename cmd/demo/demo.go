@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -27,7 +25,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
@@ -35,6 +32,7 @@ import (
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
 	"github.com/dbtoken/databricks-token-operator/controllers"
 	"github.com/dbtoken/databricks-token-operator/internal/kubecache"
+	"github.com/dbtoken/databricks-token-operator/internal/testenv"
 	"github.com/dbtoken/databricks-token-operator/internal/token"
 	"github.com/dbtoken/databricks-token-operator/test/idp"
 	"github.com/dbtoken/databricks-token-operator/test/workspace"
@@ -57,14 +55,10 @@ const (
 	tenantID       = "3c1f7e2a-5b8d-4e6f-9a0b-1c2d3e4f5a6b"
 	clientID       = "b6d2e8a4-7c3f-4a1e-8d5b-9f0e1a2b3c4d"
 	allowedHosts   = "127.0.0.1,localhost"
-	moduleLine     = "module github.com/dbtoken/databricks-token-operator"
 )
 
 // Config is what a demo run needs. The zero value works from anywhere inside the repository.
 type Config struct {
-	// RepoRoot holds config/crd/bases and hack/setup-envtest.sh. Default: the directory holding
-	// this module's go.mod, searched upward from the working directory.
-	RepoRoot string
 	// AssetsDir holds the kube-apiserver and etcd binaries (KUBEBUILDER_ASSETS). Default: the
 	// directory hack/setup-envtest.sh prints, after building them on its first run.
 	AssetsDir string
@@ -100,13 +94,6 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("renewBefore %s: must be whole seconds, at least 1s", c.RenewBefore)
 	case c.Duration < 0:
 		return fmt.Errorf("duration %s: must not be negative", c.Duration)
-	}
-	if c.RepoRoot == "" {
-		root, err := findRepoRoot()
-		if err != nil {
-			return err
-		}
-		c.RepoRoot = root
 	}
 	return nil
 }
@@ -153,41 +140,27 @@ func run(ctx context.Context, cfg Config, out io.Writer) error {
 
 	assets := cfg.AssetsDir
 	if assets == "" {
-		if assets, err = setupEnvtest(ctx, cfg.RepoRoot, n); err != nil {
+		if assets, err = setupEnvtest(ctx, n); err != nil {
 			return err
 		}
 	}
 
 	n.say("starting kube-apiserver and etcd (envtest) with the DatabricksCredential CRD from config/crd/bases")
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join(cfg.RepoRoot, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	// Explicit paths: envtest prefers the KUBEBUILDER_ASSETS variable over BinaryAssetsDirectory,
-	// even when the variable is set but empty.
-	env.ControlPlane.APIServer = &envtest.APIServer{Path: filepath.Join(assets, "kube-apiserver")}
-	env.ControlPlane.Etcd = &envtest.Etcd{Path: filepath.Join(assets, "etcd")}
-	env.ControlPlane.KubectlPath = filepath.Join(assets, "kubectl")
-	restCfg, err := env.Start()
-	if err != nil {
-		return fmt.Errorf("starting envtest (assets %s): %w", assets, err)
-	}
-	// cmd/manager's defaults; client-go's (5 QPS) would throttle the narrator's polling.
-	restCfg = rest.CopyConfig(restCfg)
-	restCfg.QPS, restCfg.Burst = 50, 100
-	cleanups = append(cleanups, func() {
-		if err := env.Stop(); err != nil {
-			n.say("stopping envtest: %v", err)
-		}
-	})
-	kubeconfig, err := writeKubeconfig(env, dir)
+	// The kubeconfig goes into dir; stopping the control plane removes it.
+	cp, err := testenv.Start(ctx, testenv.Options{AssetsDir: assets, Dir: dir})
 	if err != nil {
 		return err
 	}
-	cleanups = append(cleanups, func() { _ = os.Remove(kubeconfig) })
+	cleanups = append(cleanups, func() {
+		if err := cp.Stop(); err != nil {
+			n.say("%v", err)
+		}
+	})
+	// cmd/manager's defaults; client-go's (5 QPS) would throttle the narrator's polling.
+	restCfg := rest.CopyConfig(cp.Config)
+	restCfg.QPS, restCfg.Burst = 50, 100
 	n.say("kube-apiserver is up; to look around from another terminal:")
-	n.block(fmt.Sprintf("export KUBECONFIG=%s; kubectl get dbcred,secrets -n %s", kubeconfig, namespace))
+	n.block(fmt.Sprintf("export KUBECONFIG=%s; kubectl get dbcred,secrets -n %s", cp.Kubeconfig, namespace))
 
 	idpServer, err := idp.Start(idp.Options{TokenLifetime: cfg.TokenLifetime})
 	if err != nil {
@@ -260,14 +233,9 @@ func run(ctx context.Context, cfg Config, out io.Writer) error {
 
 // setupEnvtest runs hack/setup-envtest.sh, relaying its progress lines, and returns the assets
 // directory it prints last.
-func setupEnvtest(ctx context.Context, root string, n *narrator) (string, error) {
+func setupEnvtest(ctx context.Context, n *narrator) (string, error) {
 	n.say("preparing kube-apiserver and etcd with hack/setup-envtest.sh: the first run builds them from source (several minutes); later runs reuse the cache")
-	cmd := exec.CommandContext(ctx, filepath.Join(root, "hack", "setup-envtest.sh"))
-	cmd.Dir = root
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
 	pr, pw := io.Pipe()
-	cmd.Stderr = pw
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -277,32 +245,13 @@ func setupEnvtest(ctx context.Context, root string, n *narrator) (string, error)
 		}
 		_, _ = io.Copy(io.Discard, pr)
 	}()
-	err := cmd.Run()
+	assets, err := testenv.ToolPath(ctx, pw, "hack/setup-envtest.sh")
 	_ = pw.Close()
 	<-done
 	if err != nil {
 		return "", fmt.Errorf("hack/setup-envtest.sh: %w", err)
 	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	assets := strings.TrimSpace(lines[len(lines)-1])
-	if assets == "" {
-		return "", errors.New("hack/setup-envtest.sh printed no assets directory")
-	}
 	return assets, nil
-}
-
-// writeKubeconfig provisions an admin user (system:masters) and writes its kubeconfig.
-func writeKubeconfig(env *envtest.Environment, dir string) (string, error) {
-	user, err := env.AddUser(envtest.User{Name: "demo-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return "", fmt.Errorf("adding the admin user: %w", err)
-	}
-	data, err := user.KubeConfig()
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, "kubeconfig")
-	return path, os.WriteFile(path, data, 0o600)
 }
 
 // startManager runs the manager as cmd/manager wires it: the real clock, the client-credentials
@@ -457,24 +406,6 @@ func newClientSecret() string {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b)
 	return "dem8Q~" + hex.EncodeToString(b)
-}
-
-// findRepoRoot walks up from the working directory to this module's go.mod.
-func findRepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.Contains(data, []byte(moduleLine+"\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run the demo from inside the databricks-token-operator repository (no go.mod found above the working directory)")
-		}
-		dir = parent
-	}
 }
 
 func readyText(ready bool) string {

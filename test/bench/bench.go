@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,17 +20,16 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
+	"github.com/dbtoken/databricks-token-operator/internal/testenv"
+	"github.com/dbtoken/databricks-token-operator/internal/testenv/procstat"
 	"github.com/dbtoken/databricks-token-operator/test/idp"
 )
-
-const modulePath = "github.com/dbtoken/databricks-token-operator"
 
 // bench holds the environment of one run.
 type bench struct {
@@ -39,26 +37,24 @@ type bench struct {
 	layout layout
 	res    *results
 
-	root, tmp  string
-	env        *envtest.Environment
-	kubeconfig string
-	bin        string
-	cl         client.WithWatch
-	lister     *readyLister
-	idp        *idp.Server
-	tracker    *tracker
-	mgr        *manager // the running manager, if any
-	managers   int      // managers started so far (names the log files)
+	root, tmp string
+	cp        *testenv.ControlPlane
+	cl        client.WithWatch
+	lister    *readyLister
+	idp       *idp.Server
+	tracker   *tracker
+	mgr       *manager // the running manager, if any
+	managers  int      // managers started so far (names the log files)
 
-	cpSamplers map[string]*sampler // kube-apiserver and etcd
-	self       *sampler
+	cpSamplers map[string]*procstat.Sampler // kube-apiserver and etcd
+	self       *procstat.Sampler
 
 	trackerCancel context.CancelFunc
 	cleanupOnce   sync.Once
 }
 
 func run(parent context.Context, c config) int {
-	b := &bench{cfg: c, layout: layout{n: c.N, m: c.M, namespaces: c.Namespaces}, cpSamplers: map[string]*sampler{}}
+	b := &bench{cfg: c, layout: layout{n: c.N, m: c.M, namespaces: c.Namespaces}, cpSamplers: map[string]*procstat.Sampler{}}
 	b.res = newResults(c)
 	defer b.cleanup() // also on panic
 
@@ -107,7 +103,7 @@ func run(parent context.Context, c config) int {
 
 func (b *bench) execute(ctx context.Context) error {
 	var err error
-	if b.root, err = moduleRoot(); err != nil {
+	if b.root, err = testenv.ModuleRoot(); err != nil {
 		return err
 	}
 	b.res.Git = gitDescribe(b.root)
@@ -116,18 +112,7 @@ func (b *bench) execute(ctx context.Context) error {
 	}
 	logf("working directory %s", b.tmp)
 
-	// Build the manager while the control plane starts: both take a while.
-	buildDone := make(chan error, 1)
-	go func() {
-		var err error
-		b.bin, err = buildManager(ctx, b.root, b.tmp)
-		buildDone <- err
-	}()
-	if err := b.startControlPlane(); err != nil {
-		<-buildDone
-		return err
-	}
-	if err := <-buildDone; err != nil {
+	if err := b.startControlPlane(ctx); err != nil {
 		return err
 	}
 	logf("manager built, control plane up")
@@ -162,50 +147,33 @@ func (b *bench) execute(ctx context.Context) error {
 	return b.phaseRestart(ctx, "restart+unrelated", fmt.Sprintf("restart with %d unrelated Secrets present", b.cfg.K))
 }
 
-func (b *bench) startControlPlane() error {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
+// startControlPlane starts envtest and builds the manager (both take a while, so at the same
+// time), with the kubeconfig and the binary in the run's temp directory.
+func (b *bench) startControlPlane(ctx context.Context) error {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		logf("KUBEBUILDER_ASSETS not set; running hack/setup-envtest.sh")
-		cmd := exec.Command(filepath.Join(b.root, "hack", "setup-envtest.sh"))
-		cmd.Dir = b.root
-		cmd.Stderr = os.Stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return fmt.Errorf("hack/setup-envtest.sh: %w", err)
-		}
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		assets = strings.TrimSpace(lines[len(lines)-1])
+	}
+	assets, err := testenv.AssetsDir(ctx, os.Stderr)
+	if err != nil {
+		return err
 	}
 	logf("starting envtest (kube-apiserver + etcd from %s)", assets)
 	// envtest logs through controller-runtime's logger; keep it to errors.
 	crlog.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
 
+	if b.cp, err = testenv.Start(ctx, testenv.Options{AssetsDir: assets, Dir: b.tmp, BuildManager: true}); err != nil {
+		return err
+	}
+	for name, pid := range b.cp.ProcessIDs() {
+		b.cpSamplers[name] = procstat.Start(pid, b.cfg.Poll)
+	}
+	b.self = procstat.Start(os.Getpid(), b.cfg.Poll)
+
 	scheme := k8sruntime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(v1alpha1.AddToScheme(scheme))
-	b.env = &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(b.root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assets,
-		Scheme:                scheme,
-	}
-	cfg, err := b.env.Start()
-	if err != nil {
-		return fmt.Errorf("starting envtest: %w", err)
-	}
-	for name, pid := range childProcs() {
-		if name == "etcd" || name == "kube-apiserver" {
-			b.cpSamplers[name] = startSampler(pid, b.cfg.Poll)
-		}
-	}
-	b.self = startSampler(os.Getpid(), b.cfg.Poll)
-
-	b.kubeconfig = filepath.Join(b.tmp, "kubeconfig")
-	if err := os.WriteFile(b.kubeconfig, b.env.KubeConfig, 0o600); err != nil {
-		return err
-	}
 	// The benchmark's own client: high QPS, so that creation is not what limits the burst.
-	cfg = rest.CopyConfig(cfg)
+	cfg := rest.CopyConfig(b.cp.Config)
 	cfg.QPS, cfg.Burst = float32(b.cfg.ClientQPS), b.cfg.ClientBurst
 	cfg.Timeout = 60 * time.Second
 	if b.cl, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme}); err != nil {
@@ -219,7 +187,8 @@ func (b *bench) startControlPlane() error {
 }
 
 // cleanup stops every child process: the manager, the IdP, kube-apiserver and etcd. It keeps the
-// logs and results in the temp directory and removes the binary and kubeconfig.
+// logs and results in the temp directory; stopping the control plane removes the binary and
+// kubeconfig.
 func (b *bench) cleanup() {
 	b.cleanupOnce.Do(func() {
 		if b.mgr != nil {
@@ -235,37 +204,25 @@ func (b *bench) cleanup() {
 			b.idp.Close()
 		}
 		for _, s := range b.cpSamplers {
-			s.stop()
+			s.Stop()
 		}
-		b.self.stop()
-		if b.env != nil {
-			if err := b.env.Stop(); err != nil {
-				logf("stopping envtest: %v", err)
+		b.self.Stop()
+		if b.cp != nil {
+			if err := b.cp.Stop(); err != nil {
+				logf("%v", err)
 			}
-			// Last resort: envtest's processes run in their own process groups and would outlive us.
-			for name, pid := range childProcs() {
-				if name == "etcd" || name == "kube-apiserver" {
-					if p, err := os.FindProcess(pid); err == nil {
-						_ = p.Kill()
-					}
-				}
-			}
-		}
-		if b.tmp != "" {
-			_ = os.Remove(filepath.Join(b.tmp, "manager"))
-			_ = os.Remove(filepath.Join(b.tmp, "kubeconfig"))
 		}
 	})
 }
 
 func (b *bench) startManager(ctx context.Context) (*manager, error) {
 	b.managers++
-	m, err := startManager(ctx, b.bin, b.kubeconfig, b.tmp, fmt.Sprintf("manager-%d", b.managers), b.cfg.ManagerArgs, b.cfg.ManagerEnv, b.cfg.Poll)
+	m, err := startManager(ctx, b.cp, b.tmp, fmt.Sprintf("manager-%d", b.managers), b.cfg.ManagerArgs, b.cfg.ManagerEnv, b.cfg.Poll)
 	if err != nil {
 		return nil, err
 	}
 	b.mgr = m
-	logf("manager %d running (pid %d), /readyz after %s", b.managers, m.pid(), m.readyAt.Sub(m.started).Round(time.Millisecond))
+	logf("manager %d running (pid %d), /readyz after %s", b.managers, m.Pid(), m.ReadyAt.Sub(m.Started).Round(time.Millisecond))
 	return m, nil
 }
 
@@ -296,8 +253,8 @@ func (b *bench) phaseCreate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p.Manager = m.name
-	p.ReadyzSecs = secs(m.readyAt.Sub(m.started))
+	p.Manager = m.Name
+	p.ReadyzSecs = secs(m.ReadyAt.Sub(m.Started))
 
 	st := b.begin()
 	logf("create: creating %d credentials", b.cfg.N)
@@ -350,9 +307,9 @@ func (b *bench) phaseRestart(ctx context.Context, name, what string) error {
 	if err != nil {
 		return err
 	}
-	st.at = m.started // measured from the launch of the new process
-	p.Manager = m.name
-	p.ReadyzSecs = secs(m.readyAt.Sub(m.started))
+	st.at = m.Started // measured from the launch of the new process
+	p.Manager = m.Name
+	p.ReadyzSecs = secs(m.ReadyAt.Sub(m.Started))
 	pr := b.pollReady(ctx, name, st.at)
 	b.recordReady(p, st.at, pr, func(int) time.Time { return st.at })
 	return b.finish(ctx, p, st, pr.err)
@@ -362,7 +319,7 @@ func (b *bench) phaseRestart(ctx context.Context, name, what string) error {
 // let it settle again; the difference in memory is what they cost.
 func (b *bench) phaseUnrelated(ctx context.Context) error {
 	p := b.res.addPhase("unrelated", fmt.Sprintf("%d unrelated %d KiB Secrets created while the restarted manager runs", b.cfg.K, b.cfg.UnrelatedSecretSize>>10))
-	p.Manager = b.mgr.name
+	p.Manager = b.mgr.Name
 	st := b.begin()
 	logf("unrelated: creating %d Secrets of %d KiB", b.cfg.K, b.cfg.UnrelatedSecretSize>>10)
 	err := createUnrelated(ctx, b.cl, b.layout, b.cfg.K, b.cfg.UnrelatedSecretSize, b.cfg.Concurrency)
@@ -449,16 +406,16 @@ func (b *bench) pollReady(ctx context.Context, phase string, t0 time.Time) pollR
 			logf("%s: listing credentials: %v", phase, err)
 		}
 		if b.mgr != nil {
-			if err := b.mgr.exited(); err != nil {
+			if err := b.mgr.Exited(); err != nil {
 				pr.err = err
 				return pr
 			}
 		}
 		if since := time.Since(lastLog); since >= 5*time.Second {
-			cpu, _ := b.mgr.sampler.cpuSince(lastLog)
+			cpu, _ := b.mgr.Stats.CPUSince(lastLog)
 			lastLog = time.Now()
 			logf("%s: %d/%d Ready after %.0fs; token requests so far %d; manager RSS %s, CPU %.0f%% of a core",
-				phase, pr.ready, b.cfg.N, time.Since(t0).Seconds(), b.idp.TokenRequestCount(), mib(b.mgr.sampler.last().Mem.RSS),
+				phase, pr.ready, b.cfg.N, time.Since(t0).Seconds(), b.idp.TokenRequestCount(), mib(b.mgr.Stats.Last().Mem.RSS),
 				100*cpu.Seconds()/since.Seconds())
 		}
 		select {
@@ -545,9 +502,9 @@ func (b *bench) finish(ctx context.Context, p *phaseResult, st phaseStart, phase
 	p.Writes = b.tracker.breakdown().sub(st.brk)
 
 	if m := b.mgr; m != nil {
-		last := m.sampler.last()
-		w := m.sampler.window(st.at, end)
-		h := m.out.heap(m.started, end)
+		last := m.Stats.Last()
+		w := m.Stats.Window(st.at, end)
+		h := m.out.heap(m.Started, end)
 		p.Mem = &memResult{
 			RSSMiB: mibf(last.Mem.RSS), RSSAnonMiB: mibf(last.Mem.RSSAnon), HWMMiB: mibf(last.Mem.HWM),
 			PeakSampledMiB: mibf(w.PeakRSS), GCs: h.GCs, HeapLiveLastMiB: h.LastLiveMiB,
@@ -556,14 +513,14 @@ func (b *bench) finish(ctx context.Context, p *phaseResult, st phaseStart, phase
 		p.CPU.Manager = w.CPU.Seconds()
 	}
 	if s := b.cpSamplers["kube-apiserver"]; s != nil {
-		p.CPU.APIServer = s.window(st.at, end).CPU.Seconds()
-		p.APIServerRSSMiB = mibf(s.last().Mem.RSS)
+		p.CPU.APIServer = s.Window(st.at, end).CPU.Seconds()
+		p.APIServerRSSMiB = mibf(s.Last().Mem.RSS)
 	}
 	if s := b.cpSamplers["etcd"]; s != nil {
-		p.CPU.Etcd = s.window(st.at, end).CPU.Seconds()
-		p.EtcdRSSMiB = mibf(s.last().Mem.RSS)
+		p.CPU.Etcd = s.Window(st.at, end).CPU.Seconds()
+		p.EtcdRSSMiB = mibf(s.Last().Mem.RSS)
 	}
-	p.CPU.BenchAndIdP = b.self.window(st.at, end).CPU.Seconds()
+	p.CPU.BenchAndIdP = b.self.Window(st.at, end).CPU.Seconds()
 	logf("%s: done in %.1fs — token requests %d, Secret writes %d+%d, status writes %d, manager RSS %.1f MiB (VmHWM %.1f MiB)",
 		p.Name, p.Secs, p.TokenRequests, p.SecretCreates, p.SecretUpdates, p.StatusWrites, p.Mem.rss(), p.Mem.hwm())
 	if phaseErr != nil {
@@ -578,14 +535,14 @@ func (b *bench) settle(ctx context.Context) (bool, time.Duration) {
 	t0 := time.Now()
 	for {
 		if b.tracker.sinceLastWrite() >= b.cfg.Quiet && b.mgr != nil {
-			if cpu, ok := b.mgr.sampler.cpuSince(time.Now().Add(-b.cfg.Quiet)); ok && cpu <= b.cfg.Quiet/50 {
+			if cpu, ok := b.mgr.Stats.CPUSince(time.Now().Add(-b.cfg.Quiet)); ok && cpu <= b.cfg.Quiet/50 {
 				return true, time.Since(t0)
 			}
 		}
 		if time.Since(t0) > b.cfg.SettleMax {
 			return false, time.Since(t0)
 		}
-		if b.mgr != nil && b.mgr.exited() != nil {
+		if b.mgr != nil && b.mgr.Exited() != nil {
 			return false, time.Since(t0)
 		}
 		select {
@@ -616,23 +573,6 @@ func percentiles(v []float64, n int) latency {
 		return ptr(v[idx])
 	}
 	return latency{Count: len(v), P50: at(0.50), P99: at(0.99), Max: at(1.0)}
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.Contains(b, []byte("module "+modulePath+"\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("run from inside the %s module (no go.mod found above the working directory)", modulePath)
-		}
-		dir = parent
-	}
 }
 
 func gitDescribe(root string) string {

@@ -173,7 +173,7 @@ func TestLeaderElectionOnlyOneWrites(t *testing.T) {
 	if got := len(requestsFrom(idpServer, clientID)); got != 1 {
 		t.Fatalf("%d token requests with two replicas, want exactly 1", got)
 	}
-	t.Logf("%s is the leader", leader.name)
+	t.Logf("%s is the leader", leader.Name)
 
 	leader.stop(t)
 	rotateClientSecret(t, idpServer, ns, "sp", clientID)
@@ -196,7 +196,7 @@ func TestLeaderElectionOnlyOneWrites(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, 100*time.Millisecond, "the follower to log its refresh", func() (bool, string) {
 		n := follower.count("token refreshed")
-		return n == 1, fmt.Sprintf("%s logged %d refreshes", follower.name, n)
+		return n == 1, fmt.Sprintf("%s logged %d refreshes", follower.Name, n)
 	})
 	waitTokenIssued(t, ns, "cred", 10*time.Second)
 	follower.stop(t)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,9 +19,9 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
+	"github.com/dbtoken/databricks-token-operator/internal/testenv"
 	"github.com/dbtoken/databricks-token-operator/test/idp"
 )
 
@@ -30,12 +29,10 @@ import (
 // --namespaces to their own namespaces (except the serial restart test), so the parallel tests
 // never reconcile each other's credentials.
 var (
-	repoRoot   string // absolute path of the module root
-	managerBin string // the manager binary built from ./cmd/manager
-	kubeconfig string // kubeconfig file for the envtest apiserver, as system:masters
-	kubectlBin string
-	k8sClient  client.Client
-	idpServer  *idp.Server // the shared identity provider (1 h tokens)
+	repoRoot     string                // absolute path of the module root
+	controlPlane *testenv.ControlPlane // envtest, with the manager binary built from ./cmd/manager
+	k8sClient    client.Client
+	idpServer    *idp.Server // the shared identity provider (1 h tokens)
 
 	scheme = runtime.NewScheme()
 
@@ -50,75 +47,25 @@ func runSuite(m *testing.M) (code int) {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(v1alpha1.AddToScheme(scheme))
 
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		fmt.Fprintln(os.Stderr, "e2e: KUBEBUILDER_ASSETS is not set; run through `make test`, or KUBEBUILDER_ASSETS=$(hack/setup-envtest.sh) go test ./test/e2e/")
-		return 1
-	}
 	var err error
-	if repoRoot, err = filepath.Abs(filepath.Join("..", "..")); err != nil {
+	if repoRoot, err = testenv.ModuleRoot(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	if kubectlBin, err = exec.LookPath("kubectl"); err != nil {
+	if _, err := exec.LookPath("kubectl"); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: kubectl is needed on PATH:", err)
 		return 1
 	}
-	tmp, err := os.MkdirTemp("", "dbtoken-e2e-")
-	if err != nil {
+	if controlPlane, err = testenv.Start(context.Background(), testenv.Options{BuildManager: true}); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-
-	// Build the manager while the control plane starts: both take seconds.
-	managerBin = filepath.Join(tmp, "manager")
-	buildErr := make(chan error, 1)
-	go func() {
-		cmd := exec.Command("go", "build", "-o", managerBin, "./cmd/manager")
-		cmd.Dir = repoRoot
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr <- fmt.Errorf("go build ./cmd/manager: %w\n%s", err, out)
-			return
-		}
-		buildErr <- nil
-	}()
-
-	testEnv := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(repoRoot, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := testEnv.Start()
-	if err != nil {
-		<-buildErr
-		fmt.Fprintln(os.Stderr, "e2e: starting envtest:", err)
 		return 1
 	}
 	defer func() {
-		if err := testEnv.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e: stopping envtest:", err)
+		if err := controlPlane.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
 		}
 	}()
-	if err := <-buildErr; err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-
-	if k8sClient, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	admin, err := testEnv.AddUser(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: adding the admin user:", err)
-		return 1
-	}
-	kc, err := admin.KubeConfig()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: kubeconfig:", err)
-		return 1
-	}
-	kubeconfig = filepath.Join(tmp, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+	if k8sClient, err = client.New(controlPlane.Config, client.Options{Scheme: scheme}); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
@@ -354,13 +301,12 @@ func tokenOf(s *corev1.Secret) string {
 	return string(s.Data["DATABRICKS_TOKEN"])
 }
 
-// kubectl runs kubectl against the envtest apiserver as system:masters.
+// kubectl runs kubectl against the envtest apiserver as system:masters, in the module root, and
+// returns what it printed (stdout, then stderr).
 func kubectl(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, kubectlBin, append([]string{"--kubeconfig", kubeconfig}, args...)...)
-	cmd.Dir = repoRoot
-	out, err := cmd.CombinedOutput()
-	return strings.TrimSpace(string(out)), err
+	r := controlPlane.Kubectl(ctx, nil, args...)
+	return strings.TrimSpace(r.Stdout + r.Stderr), r.Err
 }

@@ -238,8 +238,8 @@ func promtoolCheckExprs(t *testing.T, exprs ...string) string {
 		t.Fatal(err)
 	}
 	r := run(t, dir, nil, promtool(t), "check", "rules", "dashboard.yaml")
-	if r.err == nil {
+	if r.Err == nil {
 		return ""
 	}
-	return strings.TrimSpace(r.stdout + r.stderr)
+	return strings.TrimSpace(r.Stdout + r.Stderr)
 }

@@ -16,18 +16,16 @@
 package monitoring
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"github.com/dbtoken/databricks-token-operator/internal/testenv"
 )
 
 // Files under test, relative to the repository root.
@@ -47,10 +45,9 @@ var (
 	// repoRoot is the module root, where config/, docs/ and hack/ are.
 	repoRoot string
 
-	envOnce    sync.Once
-	testEnv    *envtest.Environment
-	kubeconfig string
-	envErr     error
+	envOnce      sync.Once
+	controlPlane *testenv.ControlPlane
+	envErr       error
 
 	promtoolOnce sync.Once
 	promtoolPath string
@@ -58,20 +55,17 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
+	root, err := testenv.ModuleRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "monitoring:", err)
 		os.Exit(1)
 	}
 	repoRoot = root
 	code := m.Run()
-	if testEnv != nil {
-		if err := testEnv.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "monitoring: stopping envtest:", err)
+	if controlPlane != nil {
+		if err := controlPlane.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "monitoring:", err)
 		}
-	}
-	if kubeconfig != "" {
-		_ = os.RemoveAll(filepath.Dir(kubeconfig))
 	}
 	cleanupCRDs()
 	os.Exit(code)
@@ -87,9 +81,9 @@ func promtool(t *testing.T) string {
 			promtoolPath = p
 			return
 		}
-		out, err := runScript("hack/install-promtool.sh")
+		p, err := testenv.ToolPath(context.Background(), os.Stderr, "hack/install-promtool.sh")
 		if err == nil {
-			promtoolPath = lastLine(out)
+			promtoolPath = p
 			return
 		}
 		if p, lookErr := exec.LookPath("promtool"); lookErr == nil {
@@ -106,118 +100,41 @@ func promtool(t *testing.T) string {
 }
 
 // apiServer starts envtest once, with the PrometheusRule and ServiceMonitor CRDs generated from
-// prometheus-operator's Go types, and returns the path of a kubeconfig for a system:masters user.
-// Without KUBEBUILDER_ASSETS it asks hack/setup-envtest.sh, which builds the binaries on the
-// first run.
-func apiServer(t *testing.T) string {
+// prometheus-operator's Go types (and not the project's own). Without KUBEBUILDER_ASSETS it asks
+// hack/setup-envtest.sh, which builds the binaries on the first run.
+func apiServer(t *testing.T) *testenv.ControlPlane {
 	t.Helper()
 	envOnce.Do(func() {
-		if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-			out, err := runScript("hack/setup-envtest.sh")
-			if err != nil {
-				envErr = fmt.Errorf("KUBEBUILDER_ASSETS is unset and hack/setup-envtest.sh failed: %w", err)
-				return
-			}
-			if err := os.Setenv("KUBEBUILDER_ASSETS", lastLine(out)); err != nil {
-				envErr = err
-				return
-			}
-		}
-		crds, err := monitoringCRDs()
-		if err != nil {
-			envErr = err
+		var opts testenv.Options
+		if opts.AssetsDir, envErr = testenv.AssetsDir(context.Background(), os.Stderr); envErr != nil {
 			return
 		}
-		env := &envtest.Environment{CRDDirectoryPaths: crds, ErrorIfCRDPathMissing: true}
+		if opts.CRDPaths, envErr = monitoringCRDs(); envErr != nil {
+			return
+		}
 		start := time.Now()
-		if _, err := env.Start(); err != nil {
-			envErr = fmt.Errorf("starting envtest: %w", err)
+		if controlPlane, envErr = testenv.Start(context.Background(), opts); envErr != nil {
 			return
 		}
-		testEnv = env
 		fmt.Fprintf(os.Stderr, "monitoring: envtest started in %s\n", time.Since(start).Round(time.Millisecond))
-		user, err := env.AddUser(envtest.User{Name: "monitoring-admin", Groups: []string{"system:masters"}}, nil)
-		if err != nil {
-			envErr = fmt.Errorf("adding an envtest user: %w", err)
-			return
-		}
-		cfg, err := user.KubeConfig()
-		if err != nil {
-			envErr = fmt.Errorf("writing the kubeconfig: %w", err)
-			return
-		}
-		dir, err := os.MkdirTemp("", "monitoring-kubeconfig-")
-		if err != nil {
-			envErr = err
-			return
-		}
-		kubeconfig = filepath.Join(dir, "kubeconfig")
-		envErr = os.WriteFile(kubeconfig, cfg, 0o600)
 	})
 	if envErr != nil {
 		t.Fatal(envErr)
 	}
-	return kubeconfig
-}
-
-// runScript runs a script of the repository and returns its stdout; its stderr (progress) is
-// passed through so a long first run is visible with -v.
-func runScript(script string, args ...string) (string, error) {
-	cmd := exec.Command(filepath.Join(repoRoot, script), args...)
-	cmd.Dir = repoRoot
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = os.Stderr
-	err := cmd.Run()
-	return stdout.String(), err
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.TrimSpace(lines[len(lines)-1])
-}
-
-// result is a finished command.
-type result struct {
-	stdout, stderr string
-	err            error
-}
-
-func (r result) String() string {
-	return fmt.Sprintf("error: %v\nstdout:\n%s\nstderr:\n%s", r.err, r.stdout, r.stderr)
+	return controlPlane
 }
 
 // run runs name with args in dir (the repository root when empty), with stdin when non-nil, and
-// a deadline.
-func run(t *testing.T, dir string, stdin []byte, name string, args ...string) result {
+// a deadline (testenv.CommandTimeout).
+func run(t *testing.T, dir string, stdin []byte, name string, args ...string) testenv.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = repoRoot
-	if dir != "" {
-		cmd.Dir = dir
-	}
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	return result{stdout: stdout.String(), stderr: stderr.String(), err: err}
+	return testenv.Run(context.Background(), dir, stdin, name, args...)
 }
 
-// kubectl runs kubectl against the envtest apiserver only: the kubeconfig is explicit and
-// KUBECONFIG is overridden, so a developer's own cluster is never touched.
-func kubectl(t *testing.T, stdin []byte, args ...string) result {
+// kubectl runs kubectl against the envtest apiserver only, with a deadline (see testenv's Kubectl).
+func kubectl(t *testing.T, stdin []byte, args ...string) testenv.Result {
 	t.Helper()
-	path, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Fatalf("kubectl is not on the PATH: %v", err)
-	}
-	cfg := apiServer(t)
-	t.Setenv("KUBECONFIG", cfg)
-	return run(t, "", stdin, path, append([]string{"--kubeconfig", cfg}, args...)...)
+	return apiServer(t).Kubectl(context.Background(), stdin, args...)
 }
 
 func readFile(t *testing.T, rel string) []byte {

@@ -100,10 +100,10 @@ func TestServiceMonitorMatchesMetricsService(t *testing.T) {
 func renderPrometheusConfig(t *testing.T) []byte {
 	t.Helper()
 	r := run(t, "", nil, "kubectl", "kustomize", "config/prometheus")
-	if r.err != nil {
+	if r.Err != nil {
 		t.Fatalf("kubectl kustomize config/prometheus: %s", r)
 	}
-	return []byte(r.stdout)
+	return []byte(r.Stdout)
 }
 
 // TestPrometheusConfigRenders: config/prometheus puts both objects into the operator's namespace
@@ -139,12 +139,12 @@ func TestPrometheusConfigRenders(t *testing.T) {
 // shows that the schemas are really enforced.
 func TestServerSideApply(t *testing.T) {
 	// A dry run creates nothing, so the namespace the objects go into must exist.
-	if r := kubectl(t, nil, "create", "namespace", operatorNamespace); r.err != nil && !strings.Contains(r.stderr, "AlreadyExists") {
+	if r := kubectl(t, nil, "create", "namespace", operatorNamespace); r.Err != nil && !strings.Contains(r.Stderr, "AlreadyExists") {
 		t.Fatalf("creating namespace %s: %s", operatorNamespace, r)
 	}
 	for _, dir := range []string{"config/prometheus", "config/grafana"} {
 		t.Run(dir, func(t *testing.T) {
-			if r := kubectl(t, nil, "apply", "--dry-run=server", "-k", dir); r.err != nil {
+			if r := kubectl(t, nil, "apply", "--dry-run=server", "-k", dir); r.Err != nil {
 				t.Fatalf("kubectl apply --dry-run=server -k %s: %s", dir, r)
 			}
 		})
@@ -165,11 +165,11 @@ func TestServerSideApply(t *testing.T) {
 			}
 			broken := strings.Replace(rendered, tc.old, tc.new, 1)
 			r := kubectl(t, []byte(broken), "apply", "--dry-run=server", "-f", "-")
-			if r.err == nil {
-				t.Fatalf("the apiserver accepted a broken manifest (%s → %s):\n%s", tc.old, tc.new, r.stdout)
+			if r.Err == nil {
+				t.Fatalf("the apiserver accepted a broken manifest (%s → %s):\n%s", tc.old, tc.new, r.Stdout)
 			}
-			if !strings.Contains(r.stderr, tc.wantErr) {
-				t.Errorf("refused, but the error does not mention %q: %s", tc.wantErr, r.stderr)
+			if !strings.Contains(r.Stderr, tc.wantErr) {
+				t.Errorf("refused, but the error does not mention %q: %s", tc.wantErr, r.Stderr)
 			}
 		})
 	}

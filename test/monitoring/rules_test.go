@@ -52,10 +52,10 @@ func writeRules(t *testing.T) string {
 func TestRulesCheck(t *testing.T) {
 	dir := writeRules(t)
 	r := run(t, dir, nil, promtool(t), "check", "rules", "rules.yaml")
-	if r.err != nil {
+	if r.Err != nil {
 		t.Fatalf("promtool check rules: %s", r)
 	}
-	t.Log(strings.TrimSpace(r.stdout))
+	t.Log(strings.TrimSpace(r.Stdout))
 }
 
 // TestRulesUnit runs `promtool test rules` on testdata/alerts_test.yaml: input series and the
@@ -63,10 +63,10 @@ func TestRulesCheck(t *testing.T) {
 func TestRulesUnit(t *testing.T) {
 	dir := writeRules(t)
 	r := run(t, dir, nil, promtool(t), "test", "rules", "alerts_test.yaml")
-	if r.err != nil {
+	if r.Err != nil {
 		t.Fatalf("promtool test rules: %s", r)
 	}
-	t.Log(strings.TrimSpace(r.stdout))
+	t.Log(strings.TrimSpace(r.Stdout))
 }
 
 type rule struct {

@@ -12,6 +12,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+
+	"github.com/dbtoken/databricks-token-operator/internal/testenv"
 )
 
 const (
@@ -86,7 +88,7 @@ priorityClassName: platform-critical
 
 // helmTemplate renders the chart as release in chartNamespace with the given values (YAML, may
 // be empty) and extra helm flags.
-func helmTemplate(t *testing.T, release, values string, extra ...string) result {
+func helmTemplate(t *testing.T, release, values string, extra ...string) testenv.Result {
 	t.Helper()
 	args := []string{"template", release, chartDir, "--namespace", chartNamespace}
 	if values != "" {
@@ -102,10 +104,10 @@ func helmTemplate(t *testing.T, release, values string, extra ...string) result 
 func mustTemplate(t *testing.T, release, values string, extra ...string) []byte {
 	t.Helper()
 	r := helmTemplate(t, release, values, extra...)
-	if r.err != nil {
+	if r.Err != nil {
 		t.Fatalf("helm template: %s", r)
 	}
-	return []byte(r.stdout)
+	return []byte(r.Stdout)
 }
 
 func TestChartLint(t *testing.T) {
@@ -119,7 +121,7 @@ func TestChartLint(t *testing.T) {
 				}
 				args = append(args, "--values", f)
 			}
-			if r := run(t, nil, helm(t), args...); r.err != nil {
+			if r := run(t, nil, helm(t), args...); r.Err != nil {
 				t.Fatalf("helm lint: %s", r)
 			}
 		})
@@ -337,11 +339,11 @@ func TestChartRefusesBadValues(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := helmTemplate(t, "dbtoken", tt.values)
-			if r.err == nil {
+			if r.Err == nil {
 				t.Fatalf("helm template succeeded, want an error mentioning %q", tt.wantErr)
 			}
-			if !strings.Contains(r.stderr, tt.wantErr) {
-				t.Fatalf("error does not mention %q:\n%s", tt.wantErr, r.stderr)
+			if !strings.Contains(r.Stderr, tt.wantErr) {
+				t.Fatalf("error does not mention %q:\n%s", tt.wantErr, r.Stderr)
 			}
 		})
 	}
@@ -453,7 +455,7 @@ func isSubsequence(got, want []string) bool {
 // pods run there; the point is Helm's own checks and the NOTES), with the defaults and with every
 // value set.
 func TestChartInstall(t *testing.T) {
-	cfg := apiServer(t)
+	cfg := apiServer(t).Kubeconfig
 	ensureNamespace(t, chartNamespace)
 	for _, tt := range []struct {
 		name, release, values string
@@ -489,22 +491,22 @@ func TestChartInstall(t *testing.T) {
 			}
 			t.Setenv("KUBECONFIG", cfg)
 			r := run(t, nil, helm(t), args...)
-			if r.err != nil {
+			if r.Err != nil {
 				t.Fatalf("helm install: %s", r)
 			}
 			t.Cleanup(func() {
-				if r := run(t, nil, helm(t), "uninstall", tt.release, "--namespace", chartNamespace, "--kubeconfig", cfg); r.err != nil {
+				if r := run(t, nil, helm(t), "uninstall", tt.release, "--namespace", chartNamespace, "--kubeconfig", cfg); r.Err != nil {
 					t.Errorf("helm uninstall: %s", r)
 				}
 			})
 			for _, want := range tt.wantNotes {
-				if !strings.Contains(r.stdout, want) {
-					t.Errorf("NOTES lack %q:\n%s", want, r.stdout)
+				if !strings.Contains(r.Stdout, want) {
+					t.Errorf("NOTES lack %q:\n%s", want, r.Stdout)
 				}
 			}
 			for _, no := range tt.noNotes {
-				if strings.Contains(r.stdout, no) {
-					t.Errorf("NOTES contain %q:\n%s", no, r.stdout)
+				if strings.Contains(r.Stdout, no) {
+					t.Errorf("NOTES contain %q:\n%s", no, r.Stdout)
 				}
 			}
 		})

@@ -15,7 +15,7 @@ const apiReference = "docs/api-reference.md"
 // does, and compares it with the committed file.
 func TestAPIReferenceUpToDate(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "api-reference.md")
-	if r := run(t, nil, "go", "run", "./hack/crd-ref-docs", "-out", out, "config/crd/bases"); r.err != nil {
+	if r := run(t, nil, "go", "run", "./hack/crd-ref-docs", "-out", out, "config/crd/bases"); r.Err != nil {
 		t.Fatalf("go run ./hack/crd-ref-docs: %s", r)
 	}
 	generated, err := os.ReadFile(out)

@@ -2,9 +2,13 @@ package packaging
 
 import (
 	"bytes"
+	"context"
+	"os"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+
+	"github.com/dbtoken/databricks-token-operator/internal/testenv"
 )
 
 const installer = "dist/install.yaml"
@@ -12,7 +16,7 @@ const installer = "dist/install.yaml"
 // TestInstallerUpToDate re-renders config/default with the default image, as
 // `make build-installer` does, and compares it with the committed dist/install.yaml.
 func TestInstallerUpToDate(t *testing.T) {
-	generated, err := runScript("hack/render-default.sh", DefaultImage)
+	generated, err := testenv.RunScript(context.Background(), os.Stderr, "hack/render-default.sh", DefaultImage)
 	if err != nil {
 		t.Fatalf("hack/render-default.sh: %v", err)
 	}
@@ -85,10 +89,10 @@ spec:
           privileged: true
 `)
 	r := kubectl(t, privileged, "apply", "--dry-run=server", "-f", "-")
-	if r.err != nil {
+	if r.Err != nil {
 		t.Fatalf("kubectl apply: %s", r)
 	}
-	if !bytes.Contains([]byte(r.stderr), []byte("would violate PodSecurity")) {
+	if !bytes.Contains([]byte(r.Stderr), []byte("would violate PodSecurity")) {
 		t.Fatalf("want a Pod Security warning for a privileged Deployment, got:\n%s", r)
 	}
 }

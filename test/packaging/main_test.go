@@ -8,18 +8,15 @@
 package packaging
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"github.com/dbtoken/databricks-token-operator/internal/testenv"
 )
 
 // DefaultImage is the image dist/install.yaml is committed with (the Makefile's IMG default).
@@ -29,10 +26,9 @@ var (
 	// repoRoot is the module root, where the Makefile, hack/ and dist/ are.
 	repoRoot string
 
-	envOnce    sync.Once
-	testEnv    *envtest.Environment
-	kubeconfig string
-	envErr     error
+	envOnce      sync.Once
+	controlPlane *testenv.ControlPlane
+	envErr       error
 
 	helmOnce sync.Once
 	helmPath string
@@ -40,84 +36,44 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
+	root, err := testenv.ModuleRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "packaging:", err)
 		os.Exit(1)
 	}
 	repoRoot = root
 	code := m.Run()
-	if testEnv != nil {
-		if err := testEnv.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "packaging: stopping envtest:", err)
+	if controlPlane != nil {
+		if err := controlPlane.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "packaging:", err)
 		}
-	}
-	if kubeconfig != "" {
-		_ = os.RemoveAll(filepath.Dir(kubeconfig))
 	}
 	os.Exit(code)
 }
 
-// apiServer starts envtest once (CRDs from config/crd/bases) and returns the path of a kubeconfig
-// for a system:masters user. Without KUBEBUILDER_ASSETS it asks hack/setup-envtest.sh, which
-// builds the binaries on the first run.
-func apiServer(t *testing.T) string {
+// apiServer starts envtest once (CRDs from config/crd/bases). Without KUBEBUILDER_ASSETS it asks
+// hack/setup-envtest.sh, which builds the binaries on the first run.
+func apiServer(t *testing.T) *testenv.ControlPlane {
 	t.Helper()
 	envOnce.Do(func() {
-		if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-			out, err := runScript("hack/setup-envtest.sh")
-			if err != nil {
-				envErr = fmt.Errorf("KUBEBUILDER_ASSETS is unset and hack/setup-envtest.sh failed: %w", err)
-				return
-			}
-			if err := os.Setenv("KUBEBUILDER_ASSETS", lastLine(out)); err != nil {
-				envErr = err
-				return
-			}
+		var assets string
+		if assets, envErr = testenv.AssetsDir(context.Background(), os.Stderr); envErr == nil {
+			controlPlane, envErr = testenv.Start(context.Background(), testenv.Options{AssetsDir: assets})
 		}
-		env := &envtest.Environment{
-			CRDDirectoryPaths:     []string{filepath.Join(repoRoot, "config", "crd", "bases")},
-			ErrorIfCRDPathMissing: true,
-		}
-		if _, err := env.Start(); err != nil {
-			envErr = fmt.Errorf("starting envtest: %w", err)
-			return
-		}
-		testEnv = env
-		user, err := env.AddUser(envtest.User{Name: "packaging-admin", Groups: []string{"system:masters"}}, nil)
-		if err != nil {
-			envErr = fmt.Errorf("adding an envtest user: %w", err)
-			return
-		}
-		cfg, err := user.KubeConfig()
-		if err != nil {
-			envErr = fmt.Errorf("writing the kubeconfig: %w", err)
-			return
-		}
-		dir, err := os.MkdirTemp("", "packaging-kubeconfig-")
-		if err != nil {
-			envErr = err
-			return
-		}
-		kubeconfig = filepath.Join(dir, "kubeconfig")
-		envErr = os.WriteFile(kubeconfig, cfg, 0o600)
 	})
 	if envErr != nil {
 		t.Fatal(envErr)
 	}
-	return kubeconfig
+	return controlPlane
 }
 
 // helm returns the pinned helm binary from hack/install-helm.sh (built on the first run).
 func helm(t *testing.T) string {
 	t.Helper()
 	helmOnce.Do(func() {
-		out, err := runScript("hack/install-helm.sh")
-		if err != nil {
-			helmErr = fmt.Errorf("hack/install-helm.sh: %w", err)
-			return
+		if helmPath, helmErr = testenv.ToolPath(context.Background(), os.Stderr, "hack/install-helm.sh"); helmErr != nil {
+			helmErr = fmt.Errorf("hack/install-helm.sh: %w", helmErr)
 		}
-		helmPath = lastLine(out)
 	})
 	if helmErr != nil {
 		t.Fatal(helmErr)
@@ -125,60 +81,17 @@ func helm(t *testing.T) string {
 	return helmPath
 }
 
-// runScript runs a script of the repository and returns its stdout; its stderr (progress) is
-// passed through so a long first build is visible with -v.
-func runScript(script string, args ...string) (string, error) {
-	cmd := exec.Command(filepath.Join(repoRoot, script), args...)
-	cmd.Dir = repoRoot
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	cmd.Stderr = os.Stderr
-	err := cmd.Run()
-	return stdout.String(), err
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.TrimSpace(lines[len(lines)-1])
-}
-
-// result is a finished command.
-type result struct {
-	stdout, stderr string
-	err            error
-}
-
-func (r result) String() string {
-	return fmt.Sprintf("error: %v\nstdout:\n%s\nstderr:\n%s", r.err, r.stdout, r.stderr)
-}
-
-// run runs name with args in the repository root, with stdin when non-nil, and a deadline.
-func run(t *testing.T, stdin []byte, name string, args ...string) result {
+// run runs name with args in the repository root, with stdin when non-nil, and a deadline
+// (testenv.CommandTimeout).
+func run(t *testing.T, stdin []byte, name string, args ...string) testenv.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = repoRoot
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	return result{stdout: stdout.String(), stderr: stderr.String(), err: err}
+	return testenv.Run(context.Background(), "", stdin, name, args...)
 }
 
-// kubectl runs kubectl against the envtest apiserver only: the kubeconfig is explicit and
-// KUBECONFIG is overridden, so a developer's own cluster is never touched.
-func kubectl(t *testing.T, stdin []byte, args ...string) result {
+// kubectl runs kubectl against the envtest apiserver only, with a deadline (see testenv's Kubectl).
+func kubectl(t *testing.T, stdin []byte, args ...string) testenv.Result {
 	t.Helper()
-	path, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Fatalf("kubectl is not on the PATH: %v", err)
-	}
-	cfg := apiServer(t)
-	t.Setenv("KUBECONFIG", cfg)
-	return run(t, stdin, path, append([]string{"--kubeconfig", cfg}, args...)...)
+	return apiServer(t).Kubectl(context.Background(), stdin, args...)
 }
 
 func readFile(t *testing.T, rel string) []byte {

@@ -12,6 +12,8 @@ import (
 
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/dbtoken/databricks-token-operator/internal/testenv"
 )
 
 // manifest is one object of a multi-document YAML stream, kept as JSON for typed decoding.
@@ -117,31 +119,31 @@ metadata:
 // objects needs their namespace to exist.
 func ensureNamespace(t *testing.T, name string) {
 	t.Helper()
-	if r := kubectl(t, namespaceManifest(name), "apply", "-f", "-"); r.err != nil {
+	if r := kubectl(t, namespaceManifest(name), "apply", "-f", "-"); r.Err != nil {
 		t.Fatalf("creating namespace %s: %s", name, r)
 	}
 }
 
 // dryRunApply applies manifests with a server-side dry run and fails on an error or a Pod
 // Security warning.
-func dryRunApply(t *testing.T, manifests []byte) result {
+func dryRunApply(t *testing.T, manifests []byte) testenv.Result {
 	t.Helper()
 	r := kubectl(t, manifests, "apply", "--dry-run=server", "-f", "-")
-	if r.err != nil {
+	if r.Err != nil {
 		t.Fatalf("kubectl apply --dry-run=server failed:\n%s", r)
 	}
-	if strings.Contains(r.stderr, "would violate PodSecurity") {
-		t.Fatalf("the manifests violate the restricted Pod Security Standard:\n%s", r.stderr)
+	if strings.Contains(r.Stderr, "would violate PodSecurity") {
+		t.Fatalf("the manifests violate the restricted Pod Security Standard:\n%s", r.Stderr)
 	}
 	return r
 }
 
 // wantAllApplied checks that kubectl reported every object of objs.
-func wantAllApplied(t *testing.T, r result, objs []manifest) {
+func wantAllApplied(t *testing.T, r testenv.Result, objs []manifest) {
 	t.Helper()
 	for _, o := range objs {
-		if !strings.Contains(r.stdout, "/"+o.Name+" ") {
-			t.Errorf("kubectl did not report %s/%s:\n%s", o.Kind, o.Name, r.stdout)
+		if !strings.Contains(r.Stdout, "/"+o.Name+" ") {
+			t.Errorf("kubectl did not report %s/%s:\n%s", o.Kind, o.Name, r.Stdout)
 		}
 	}
 }

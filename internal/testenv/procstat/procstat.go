@@ -1,4 +1,7 @@
-package main
+// Package procstat reads a process's memory and CPU time from /proc and samples them over time,
+// for the scale benchmark (test/bench), which measures the manager, kube-apiserver and etcd as
+// separate processes. Linux only: elsewhere the readings fail and Children finds nothing.
+package procstat
 
 import (
 	"bytes"
@@ -15,19 +18,20 @@ import (
 // platform Go supports.
 const clkTck = 100
 
-// procMem is a process's memory from /proc/<pid>/status, in bytes.
-type procMem struct {
+// Mem is a process's memory from /proc/<pid>/status, in bytes.
+type Mem struct {
 	RSS     int64 // VmRSS: resident set now
 	HWM     int64 // VmHWM: peak resident set since the process started
 	RSSAnon int64 // RssAnon: anonymous resident memory (Go heap, stacks, runtime), no file pages
 }
 
-func readProcMem(pid int) (procMem, error) {
+// ReadMem reads the memory of process pid.
+func ReadMem(pid int) (Mem, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return procMem{}, err
+		return Mem{}, err
 	}
-	var m procMem
+	var m Mem
 	for _, line := range bytes.Split(b, []byte("\n")) {
 		k, v, ok := bytes.Cut(line, []byte(":"))
 		if !ok {
@@ -55,8 +59,8 @@ func readProcMem(pid int) (procMem, error) {
 	return m, nil
 }
 
-// readProcCPU returns user+system CPU time of the process (all threads, not children).
-func readProcCPU(pid int) (time.Duration, error) {
+// ReadCPU returns user+system CPU time of process pid (all threads, not children).
+func ReadCPU(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
@@ -79,8 +83,9 @@ func readProcCPU(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clkTck, nil
 }
 
-// childProcs finds this process's direct children by name (/proc/*/stat ppid and comm).
-func childProcs() map[string]int {
+// Children finds this process's direct children by name (/proc/*/stat ppid and comm). envtest
+// does not expose the pids of the etcd and kube-apiserver it starts; this is how they are found.
+func Children() map[string]int {
 	out := map[string]int{}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -112,25 +117,27 @@ func childProcs() map[string]int {
 	return out
 }
 
-// sample is one reading of a process.
-type sample struct {
+// Sample is one reading of a process.
+type Sample struct {
 	At  time.Time
-	Mem procMem
+	Mem Mem
 	CPU time.Duration
 }
 
-// sampler reads a process's memory and CPU every interval until stopped or the process is gone.
-type sampler struct {
+// Sampler reads a process's memory and CPU every interval until stopped or the process is gone.
+// A nil *Sampler is valid and reads nothing, so callers need not check whether they sample.
+type Sampler struct {
 	pid    int
 	mu     sync.Mutex
-	recent []sample
+	recent []Sample
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-func startSampler(pid int, every time.Duration) *sampler {
+// Start takes a first sample of process pid now and then one every interval.
+func Start(pid int, every time.Duration) *Sampler {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &sampler{pid: pid, cancel: cancel, done: make(chan struct{})}
+	s := &Sampler{pid: pid, cancel: cancel, done: make(chan struct{})}
 	s.take()
 	go func() {
 		defer close(s.done)
@@ -150,22 +157,23 @@ func startSampler(pid int, every time.Duration) *sampler {
 	return s
 }
 
-func (s *sampler) take() bool {
-	m, err := readProcMem(s.pid)
+func (s *Sampler) take() bool {
+	m, err := ReadMem(s.pid)
 	if err != nil {
 		return false
 	}
-	c, err := readProcCPU(s.pid)
+	c, err := ReadCPU(s.pid)
 	if err != nil {
 		return false
 	}
 	s.mu.Lock()
-	s.recent = append(s.recent, sample{At: time.Now(), Mem: m, CPU: c})
+	s.recent = append(s.recent, Sample{At: time.Now(), Mem: m, CPU: c})
 	s.mu.Unlock()
 	return true
 }
 
-func (s *sampler) stop() {
+// Stop ends the sampling and waits for it; the samples taken stay readable.
+func (s *Sampler) Stop() {
 	if s == nil {
 		return
 	}
@@ -173,35 +181,36 @@ func (s *sampler) stop() {
 	<-s.done
 }
 
-// last returns the latest sample (a fresh reading when the process still exists).
-func (s *sampler) last() sample {
+// Last returns the latest sample (a fresh reading when the process still exists).
+func (s *Sampler) Last() Sample {
 	if s == nil {
-		return sample{}
+		return Sample{}
 	}
 	s.take()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.recent) == 0 {
-		return sample{}
+		return Sample{}
 	}
 	return s.recent[len(s.recent)-1]
 }
 
-// window summarises the samples taken in [from, to]: the highest VmRSS seen and the CPU used.
-type window struct {
-	PeakRSS int64
-	CPU     time.Duration
+// Window summarises the samples taken in a time range.
+type Window struct {
+	PeakRSS int64         // the highest VmRSS seen
+	CPU     time.Duration // CPU used from the last sample before the range to the last one in it
 	Samples int
 }
 
-func (s *sampler) window(from, to time.Time) window {
+// Window summarises the samples taken in [from, to].
+func (s *Sampler) Window(from, to time.Time) Window {
 	if s == nil {
-		return window{}
+		return Window{}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var w window
-	var first, last *sample
+	var w Window
+	var first, last *Sample
 	for i := range s.recent {
 		x := &s.recent[i]
 		if x.At.Before(from) {
@@ -224,14 +233,15 @@ func (s *sampler) window(from, to time.Time) window {
 	return w
 }
 
-// cpuSince is the CPU used between the sample nearest before t and the latest sample.
-func (s *sampler) cpuSince(t time.Time) (time.Duration, bool) {
+// CPUSince is the CPU used between the sample nearest before t and the latest sample; false when
+// the process has not been sampled for that long yet.
+func (s *Sampler) CPUSince(t time.Time) (time.Duration, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.recent) == 0 || s.recent[0].At.After(t) {
 		return 0, false // not sampled for that long yet
 	}
-	var base sample
+	var base Sample
 	for _, x := range s.recent {
 		if x.At.After(t) {
 			break
