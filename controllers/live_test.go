@@ -2,9 +2,6 @@ package controllers
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -16,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
 	"github.com/dbtoken/databricks-token-operator/test/idp"
@@ -490,11 +486,6 @@ func eventReasons(ns string) []string {
 
 // kubectl runs the kubectl on PATH against the envtest apiserver as an admin.
 func kubectl(args ...string) ([]byte, error) {
-	user, err := testEnv.AddUser(envtest.User{Name: "test-admin", Groups: []string{"system:masters"}}, nil)
-	Expect(err).NotTo(HaveOccurred())
-	kc, err := user.KubeConfig()
-	Expect(err).NotTo(HaveOccurred())
-	path := filepath.Join(GinkgoT().TempDir(), "kubeconfig")
-	Expect(os.WriteFile(path, kc, 0o600)).To(Succeed())
-	return exec.Command("kubectl", append([]string{"--kubeconfig", path}, args...)...).CombinedOutput()
+	res := controlPlane.Kubectl(suiteCtx, nil, args...)
+	return []byte(res.Stdout + res.Stderr), res.Err
 }

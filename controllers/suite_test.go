@@ -3,8 +3,6 @@ package controllers
 import (
 	"bytes"
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,7 +21,6 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -31,6 +28,7 @@ import (
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
 	"github.com/dbtoken/databricks-token-operator/internal/kubecache"
 	"github.com/dbtoken/databricks-token-operator/internal/metrics"
+	"github.com/dbtoken/databricks-token-operator/internal/testenv"
 	"github.com/dbtoken/databricks-token-operator/internal/token"
 	"github.com/dbtoken/databricks-token-operator/test/idp"
 )
@@ -44,7 +42,8 @@ import (
 var (
 	cfg       *rest.Config
 	k8sClient client.Client
-	testEnv   *envtest.Environment
+	// controlPlane is the envtest kube-apiserver and etcd (internal/testenv).
+	controlPlane *testenv.ControlPlane
 	scheme    = runtime.NewScheme()
 	idpServer *idp.Server
 	logs      = &syncBuffer{}
@@ -79,19 +78,15 @@ var _ = BeforeSuite(func() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(v1alpha1.AddToScheme(scheme))
 
-	Expect(os.Getenv("KUBEBUILDER_ASSETS")).NotTo(BeEmpty(), "run through `make test`, which builds the envtest binaries (hack/setup-envtest.sh)")
-	testEnv = &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
 	var err error
-	cfg, err = testEnv.Start()
-	Expect(err).NotTo(HaveOccurred())
+	controlPlane, err = testenv.Start(suiteCtx, testenv.Options{})
+	Expect(err).NotTo(HaveOccurred(), "run through `make test`, which builds the envtest binaries (hack/setup-envtest.sh)")
+	cfg = controlPlane.Config
 	// Registered here, these run after AfterSuite even when its leak check fails, so no
 	// kube-apiserver or etcd outlives the suite.
 	DeferCleanup(func() {
 		cancel()
-		Expect(testEnv.Stop()).To(Succeed())
+		Expect(controlPlane.Stop()).To(Succeed())
 	})
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
