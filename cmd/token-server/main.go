@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -55,6 +56,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	minRemaining := fs.Duration("min-remaining", tokenserver.DefaultMinRemaining, "refuse a token with less life left than this (Azure Databricks refuses tokens with 30s or less); 0 refuses only expired tokens")
 	maxConns := fs.Int("max-connections", tokenserver.DefaultMaxConns, "open connections served at once; more wait in the accept queue")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	if fs.NArg() > 0 {
@@ -137,6 +141,9 @@ func probe(ctx context.Context, args []string, stderr io.Writer) int {
 	listen := fs.String("listen", defaultListen, "address the server listens on")
 	timeout := fs.Duration("timeout", 2*time.Second, "how long to wait for the answer")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
