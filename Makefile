@@ -54,6 +54,10 @@ setup-envtest: ## Build (first run only) and cache the kube-apiserver and etcd b
 test: manifests generate fmt vet setup-envtest ## Run unit, envtest controller and end-to-end tests.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./... $(GOTESTFLAGS) -coverprofile cover.out
 
+.PHONY: test-long-runs
+test-long-runs: ## The token-server sidecar with the Go SDK across three rotations of 2-minute tokens (~7 min; `make test` runs it with 20 s tokens).
+	go test ./test/longruns/ -count=1 -v -timeout 20m -run 'TestGoSDKAcrossRotations' $(GOTESTFLAGS) -token-lifetime=2m
+
 .PHONY: test-monitoring
 test-monitoring: setup-envtest ## Check and unit-test the alerts (promtool), the dashboard and config/prometheus (part of `make test`).
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./test/monitoring/ -count=1 $(GOTESTFLAGS)
@@ -78,8 +82,9 @@ demo: ## Run the operator locally against a fake Entra ID and workspace (DEMO_DU
 ##@ Build
 
 .PHONY: build
-build: manifests generate fmt vet ## Build the manager binary into bin/manager.
+build: manifests generate fmt vet ## Build the manager and token-server binaries into bin/.
 	go build -o bin/manager ./cmd/manager
+	go build -o bin/token-server ./cmd/token-server
 
 .PHONY: run
 run: manifests generate fmt vet ## Run the manager against the cluster in ~/.kube/config (install the CRD first).
