@@ -54,6 +54,10 @@ setup-envtest: ## Build (first run only) and cache the kube-apiserver and etcd b
 test: manifests generate fmt vet setup-envtest ## Run unit, envtest controller and end-to-end tests.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./... $(GOTESTFLAGS) -coverprofile cover.out
 
+.PHONY: test-cluster
+test-cluster: ## Install the image with dist/install.yaml and the Helm chart into a real local cluster and test it there (root; docs/local-cluster.md).
+	hack/test-cluster.sh
+
 .PHONY: test-monitoring
 test-monitoring: setup-envtest ## Check and unit-test the alerts (promtool), the dashboard and config/prometheus (part of `make test`).
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./test/monitoring/ -count=1 $(GOTESTFLAGS)
