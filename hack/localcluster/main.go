@@ -152,10 +152,10 @@ func (c *config) complete() error {
 }
 
 // Names and paths derived from the config.
-func (c *config) netns() string       { return "dbtoken-" + c.Name }
-func (c *config) netnsPath() string   { return "/run/netns/" + c.netns() }
-func (c *config) cgroupName() string  { return "dbtoken-" + c.Name }
-func (c *config) nodeName() string    { return "dbtoken-" + c.Name + "-node" }
+func (c *config) netns() string      { return "dbtoken-" + c.Name }
+func (c *config) netnsPath() string  { return "/run/netns/" + c.netns() }
+func (c *config) cgroupName() string { return "dbtoken-" + c.Name }
+func (c *config) nodeName() string   { return "dbtoken-" + c.Name + "-node" }
 func (c *config) path(p ...string) string {
 	return filepath.Join(append([]string{c.StateDir}, p...)...)
 }
@@ -166,11 +166,14 @@ func (c *config) logs(f string) string {
 
 // rt is the runtime directory: a tmpfs inside the cluster's mount namespace (containerd's root,
 // kubelet's root, etcd's data), so that nothing of a stopped cluster stays on disk or mounted.
-func (c *config) rt(p ...string) string { return filepath.Join(append([]string{c.StateDir, "rt"}, p...)...) }
+func (c *config) rt(p ...string) string {
+	return filepath.Join(append([]string{c.StateDir, "rt"}, p...)...)
+}
 
-func (c *config) kubeconfig() string          { return c.path("admin.kubeconfig") }
+func (c *config) kubeconfig() string { return c.path("admin.kubeconfig") }
+
 // containerdSocket is containerd's default address: /run is the cluster's own tmpfs inside its
 // mount namespace, so the default cannot meet another containerd.
-func (c *config) containerdSocket() string { return "/run/containerd/containerd.sock" }
+func (c *config) containerdSocket() string    { return "/run/containerd/containerd.sock" }
 func (c *config) apiServerURL() string        { return "https://" + c.NodeIP + ":6443" }
 func (c *config) bin(dir, name string) string { return filepath.Join(dir, name) }
