@@ -47,6 +47,8 @@ type running struct {
 // healthy, and on SIGTERM stops them in reverse order, kills whatever is left in the cluster's
 // cgroups (pods, containerd shims) and removes the cgroups.
 func supervise(c *config) error {
+	// The components must not inherit the pipe: up waits for it to close.
+	syscall.CloseOnExec(progressFD)
 	progress := os.NewFile(progressFD, "progress")
 	say := func(format string, args ...any) {
 		if progress != nil {
