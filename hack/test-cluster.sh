@@ -45,6 +45,6 @@ log "images and test binary ready after $(($(date +%s) - up)) s"
 eval "$(hack/local-cluster.sh env)"
 # shellcheck disable=SC2086 # TESTFLAGS is a list of flags
 hack/local-cluster.sh exec -- env DBTOKEN_CLUSTER_TEST=1 HELM="${helm}" \
-  CLUSTER_TEST_REPO_ROOT="${PWD}" LOCAL_CLUSTER_NODE_IP="${LOCAL_CLUSTER_NODE_IP}" \
+  CLUSTER_TEST_REPO_ROOT="${CLUSTER_TEST_REPO_ROOT:-${PWD}}" LOCAL_CLUSTER_NODE_IP="${LOCAL_CLUSTER_NODE_IP}" \
   CLUSTER_TEST_MANAGER_IMAGE="${manager_image}" CLUSTER_TEST_CONSUMER_IMAGE="${consumer_image}" \
   "${work}/cluster.test" -test.v -test.timeout=30m ${TESTFLAGS}

@@ -18,6 +18,7 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -92,7 +93,7 @@ func testInstaller(t *testing.T) {
 		uninstalled = true
 		// Deleting the CRD deletes every credential; the garbage collector then deletes the
 		// Secrets they owned (in namespaces the installer never created).
-		expectNothingLeft(t, 2*time.Minute, false)
+		expectNothingLeft(t, 2*time.Minute, nothingLeft)
 	})
 }
 
@@ -229,19 +230,45 @@ func testHelm(t *testing.T) {
 		})
 	})
 
-	t.Run("helm uninstall leaves nothing behind but the CRDs, which Helm keeps", func(t *testing.T) {
+	t.Run("helm uninstall leaves only the CRDs, the credentials and the Lease", func(t *testing.T) {
 		logf(t, "helm uninstall %s", release)
 		if r := helm(t, "uninstall", release, "-n", ns, "--wait", "--timeout=3m"); r.err != nil {
 			t.Fatalf("helm uninstall: %s", r)
 		}
 		uninstalled = true
-		expectNothingLeft(t, 2*time.Minute, true)
-		// As values.yaml and the README say: Helm never deletes CRDs. Deleting them deletes
-		// every credential, and the garbage collector their Secrets.
+		// What Helm leaves by design: the CRDs (Helm never deletes them, as values.yaml and the
+		// README say) and so the users' credentials and their token Secrets; and the leader
+		// Lease, which the manager created at run time and so is not part of the release. The
+		// manager releases it when it stops (no holder); the namespace's owner deletes it.
+		expectNothingLeft(t, 2*time.Minute, leftByHelm)
+		var l coordinationv1.Lease
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: leaseName}, &l); err != nil {
+			t.Fatalf("the Lease: %v", err)
+		}
+		if h := ptr.Deref(l.Spec.HolderIdentity, ""); h != "" {
+			t.Errorf("the Lease is still held by %q after uninstall; a stopping manager releases it", h)
+		}
+		if err := k8s.Delete(context.Background(), &l); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("deleting the CRDs Helm keeps removes the credentials and their Secrets", func(t *testing.T) {
 		mustKubectl(t, nil, "delete", "--wait=true", "-f", "dist/chart/crds/")
-		expectNothingLeft(t, 2*time.Minute, false)
+		// Deleting a CRD deletes its objects; the garbage collector then deletes the Secrets
+		// they owned.
+		expectNothingLeft(t, 2*time.Minute, nothingLeft)
 	})
 }
+
+// What expectNothingLeft tolerates.
+type leftover int
+
+const (
+	nothingLeft leftover = iota
+	// leftByHelm: the CRDs (which must still be there), the token Secrets of the credentials
+	// they hold, and the leader Lease.
+	leftByHelm
+)
 
 // waitAllRefreshed waits until every credential's Secret got a new token after t0.
 func waitAllRefreshed(t *testing.T, mon *secretMonitor, ns string, names []string, t0 time.Time) {
@@ -476,8 +503,10 @@ func testMetrics(t *testing.T, o operator, release, ns string) {
 }
 
 // expectNothingLeft waits until no object of the operator is left in the cluster: its
-// namespaces' workloads, RBAC, CRDs (unless keepCRDs), Leases and the token Secrets it wrote.
-func expectNothingLeft(t *testing.T, timeout time.Duration, keepCRDs bool) {
+// namespaces' workloads, RBAC, CRDs, Leases and the token Secrets it wrote; with leftByHelm, what
+// a Helm uninstall leaves by design is expected instead.
+func expectNothingLeft(t *testing.T, timeout time.Duration, allowed leftover) {
+	keepCRDs := allowed == leftByHelm
 	t.Helper()
 	ctx := context.Background()
 	ours := func(name string) bool {
@@ -544,12 +573,12 @@ func expectNothingLeft(t *testing.T, timeout time.Duration, keepCRDs bool) {
 		}
 		if l, err := cs.CoordinationV1().Leases("").List(ctx, metav1.ListOptions{}); err == nil {
 			for _, o := range l.Items {
-				if o.Name == leaseName {
+				if o.Name == leaseName && !keepCRDs {
 					add("Lease", o.Namespace+"/"+o.Name)
 				}
 			}
 		}
-		if l, err := cs.CoreV1().Secrets("").List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelCredential}); err == nil {
+		if l, err := cs.CoreV1().Secrets("").List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelCredential}); err == nil && !keepCRDs {
 			for _, o := range l.Items {
 				add("Secret", o.Namespace+"/"+o.Name)
 			}
