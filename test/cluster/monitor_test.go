@@ -130,6 +130,9 @@ func (m *secretMonitor) seen(name, fp string) (time.Time, bool) {
 func (m *secretMonitor) summary() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if len(m.history) == 0 {
+		return fmt.Sprintf("%d reads, no target Secret seen", m.reads)
+	}
 	s := fmt.Sprintf("%d reads; shortest remaining lifetime seen %s; tokens per Secret:", m.reads, m.minLeft.Round(time.Second))
 	for name, h := range m.history {
 		s += fmt.Sprintf(" %s=%d", name, len(h))
