@@ -58,6 +58,10 @@ test: manifests generate fmt vet setup-envtest ## Run unit, envtest controller a
 test-long-runs: ## The token-server sidecar with the Go SDK across three rotations of 2-minute tokens (~7 min; `make test` runs it with 20 s tokens).
 	go test ./test/longruns/ -count=1 -v -timeout 20m -run 'TestGoSDKAcrossRotations' $(GOTESTFLAGS) -token-lifetime=2m
 
+.PHONY: test-cluster
+test-cluster: ## Install the image with dist/install.yaml and the Helm chart into a real local cluster and test it there (root; docs/local-cluster.md).
+	hack/test-cluster.sh
+
 .PHONY: test-monitoring
 test-monitoring: setup-envtest ## Check and unit-test the alerts (promtool), the dashboard and config/prometheus (part of `make test`).
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test ./test/monitoring/ -count=1 $(GOTESTFLAGS)
