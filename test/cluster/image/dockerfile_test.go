@@ -154,29 +154,37 @@ func TestDockerfileMatchesDaemonlessManager(t *testing.T) {
 	if len(df.other) > 0 {
 		t.Errorf("final stage has instructions the daemonless build does not reproduce: %q", df.other)
 	}
-	// Exactly one file is copied in: the manager binary, to where the daemonless image puts it.
-	if len(df.copies) != 1 || df.copies[spec.Binary] == "" {
-		t.Errorf("final stage copies %v; the daemonless image adds only its binary at %s", df.copies, spec.Binary)
+	// Exactly the binaries are copied in, each to where the daemonless image puts it.
+	binaries := append([]Binary{{Package: spec.Package, Path: spec.Binary}}, spec.Extras...)
+	if len(df.copies) != len(binaries) {
+		t.Errorf("final stage copies %v; the daemonless image adds exactly %v", df.copies, binaries)
 	}
-
-	// The binary copied in is the builder stage's `go build -o <it> ./cmd/manager`, static and
-	// with the same flags.
-	var build string
+	var builds []string
 	for _, in := range stages[0] {
 		if in.cmd == "RUN" && strings.Contains(in.args, "go build") {
-			build = in.args
+			builds = append(builds, in.args)
 		}
 	}
-	if build == "" {
+	if len(builds) == 0 {
 		t.Fatal("the builder stage has no RUN ... go build")
 	}
-	src := path.Base(df.copies[spec.Binary])
-	if !strings.Contains(build, "-o "+src+" "+spec.Package) {
-		t.Errorf("builder stage %q does not build %s into %s", build, spec.Package, src)
-	}
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-ldflags "-s -w"`} {
-		if !strings.Contains(build, want) {
-			t.Errorf("builder stage %q lacks %s, which BuildBinary uses", build, want)
+	// Each binary copied in is the builder stage's `go build -o <it> <package>`, static and with
+	// the same flags.
+	for _, b := range binaries {
+		if df.copies[b.Path] == "" {
+			t.Errorf("final stage does not copy %s (from %s), which the daemonless image has", b.Path, b.Package)
+			continue
+		}
+		src := path.Base(df.copies[b.Path])
+		i := slices.IndexFunc(builds, func(build string) bool { return strings.Contains(build, "-o "+src+" "+b.Package) })
+		if i < 0 {
+			t.Errorf("no builder stage RUN builds %s into %s: %q", b.Package, src, builds)
+			continue
+		}
+		for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-ldflags "-s -w"`} {
+			if !strings.Contains(builds[i], want) {
+				t.Errorf("builder stage %q lacks %s, which BuildBinary uses", builds[i], want)
+			}
 		}
 	}
 	if !slices.Contains(BuildEnv, "CGO_ENABLED=0") || !slices.Contains(BuildFlags, "-trimpath") || !slices.Equal(BuildFlags[1:], []string{"-ldflags", "-s -w"}) {
@@ -191,12 +199,16 @@ func TestManagerImageShape(t *testing.T) {
 	if _, err := os.Stat(SystemCABundle); errors.Is(err, os.ErrNotExist) {
 		t.Skipf("%s is missing on this machine (Debian's ca-certificates package provides it)", SystemCABundle)
 	}
-	bin := filepath.Join(t.TempDir(), "manager")
-	if err := os.WriteFile(bin, []byte("\x7fELF stand-in"), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	spec := Manager("dbtoken.local/manager:test")
-	img, err := Image(spec, bin)
+	binaries := map[string]string{}
+	for _, p := range append([]string{spec.Binary}, extraPaths(spec)...) {
+		bin := filepath.Join(t.TempDir(), path.Base(p))
+		if err := os.WriteFile(bin, []byte("\x7fELF stand-in"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		binaries[p] = bin
+	}
+	img, err := Image(spec, binaries)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,8 +248,10 @@ func TestManagerImageShape(t *testing.T) {
 			contents["/"+h.Name] = b
 		}
 	}
-	if h := got["/manager"]; h == nil || h.Mode&0o111 == 0 || h.Uid != 0 {
-		t.Errorf("/manager missing, not executable or not root-owned (as COPY makes it): %+v", h)
+	for _, p := range []string{"/manager", "/token-server"} {
+		if h := got[p]; h == nil || h.Mode&0o111 == 0 || h.Uid != 0 {
+			t.Errorf("%s missing, not executable or not root-owned (as COPY makes it): %+v", p, h)
+		}
 	}
 	if h := got[SystemCABundle]; h == nil || h.Size == 0 {
 		t.Errorf("%s missing or empty", SystemCABundle)

@@ -52,7 +52,15 @@ type Spec struct {
 	WorkingDir   string
 	Env          []string
 	ExposedPorts []string // e.g. "8443/tcp"; the Dockerfile exposes none
-	Files        []File   // everything besides the binary
+	Files        []File   // everything besides the binaries
+	// Extras are further binaries in the image, e.g. the manager image's token-server sidecar.
+	Extras []Binary
+}
+
+// Binary is a Go package built into the image at Path.
+type Binary struct {
+	Package string
+	Path    string
 }
 
 // Build flags shared with the Dockerfile's builder stage: a static binary without paths or symbols
@@ -105,6 +113,8 @@ func Manager(ref string) Spec {
 		WorkingDir: "/",
 		Env:        distrolessEnv,
 		Files:      distrolessFiles(),
+		// The token-server sidecar ships in the same image (docs/long-runs.md).
+		Extras: []Binary{{Package: "./cmd/token-server", Path: "/token-server"}},
 	}
 }
 
@@ -140,17 +150,17 @@ func Consumer(ref string) Spec {
 	}
 }
 
-// BuildBinary compiles spec.Package from the module at moduleRoot into out, statically, with the
+// BuildBinary compiles pkg from the module at moduleRoot into out, statically, with the
 // Dockerfile's flags, for linux on this machine's architecture.
-func BuildBinary(ctx context.Context, moduleRoot string, spec Spec, out string) error {
+func BuildBinary(ctx context.Context, moduleRoot, pkg, out string) error {
 	args := append([]string{"build"}, BuildFlags...)
-	args = append(args, "-o", out, spec.Package)
+	args = append(args, "-o", out, pkg)
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = moduleRoot
 	cmd.Env = append(os.Environ(), BuildEnv...)
 	cmd.Env = append(cmd.Env, "GOARCH="+runtime.GOARCH)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %w\n%s", spec.Package, err, b)
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
 	}
 	return nil
 }
@@ -159,15 +169,17 @@ func BuildBinary(ctx context.Context, moduleRoot string, spec Spec, out string) 
 // same layer digest.
 var epoch = time.Unix(0, 0).UTC()
 
-// Image assembles the image from spec and the already built binary: one layer on an empty base,
-// with the config (user, entrypoint, working directory, environment, ports) the Dockerfile gives.
-func Image(spec Spec, binary string) (v1.Image, error) {
-	bin, err := os.ReadFile(binary)
-	if err != nil {
-		return nil, err
-	}
+// Image assembles the image from spec and the already built binaries (binaries maps a path in the
+// image, spec.Binary and each extra's, to the built file): one layer on an empty base, with the
+// config (user, entrypoint, working directory, environment, ports) the Dockerfile gives.
+func Image(spec Spec, binaries map[string]string) (v1.Image, error) {
 	files := append([]File(nil), spec.Files...)
-	files = append(files, File{Path: spec.Binary, Mode: 0o755, Data: bin})
+	for _, p := range append([]string{spec.Binary}, extraPaths(spec)...) {
+		if binaries[p] == "" {
+			return nil, fmt.Errorf("no built binary for %s", p)
+		}
+		files = append(files, File{Path: p, Mode: 0o755, HostPath: binaries[p]})
+	}
 	layerTar, err := layer(files)
 	if err != nil {
 		return nil, err
@@ -210,11 +222,15 @@ func Write(ctx context.Context, moduleRoot string, spec Spec, tarPath string) er
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	bin := path.Join(tmp, path.Base(spec.Binary))
-	if err := BuildBinary(ctx, moduleRoot, spec, bin); err != nil {
-		return err
+	binaries := map[string]string{}
+	for _, b := range append([]Binary{{Package: spec.Package, Path: spec.Binary}}, spec.Extras...) {
+		out := path.Join(tmp, path.Base(b.Path))
+		if err := BuildBinary(ctx, moduleRoot, b.Package, out); err != nil {
+			return err
+		}
+		binaries[b.Path] = out
 	}
-	img, err := Image(spec, bin)
+	img, err := Image(spec, binaries)
 	if err != nil {
 		return err
 	}
@@ -223,6 +239,14 @@ func Write(ctx context.Context, moduleRoot string, spec Spec, tarPath string) er
 		return fmt.Errorf("image reference %q: %w", spec.Ref, err)
 	}
 	return tarball.WriteToFile(tarPath, ref, img)
+}
+
+func extraPaths(spec Spec) []string {
+	var out []string
+	for _, b := range spec.Extras {
+		out = append(out, b.Path)
+	}
+	return out
 }
 
 // layer writes files (and any parent directory not listed, as root 0755) into a tar, sorted by
