@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -249,6 +251,28 @@ func refreshSpecification(kind kindUnderTest) {
 		Expect(eventsSeen()).To(ContainElement(HavePrefix("Warning RenewBeforeClamped")))
 	})
 
+	It("warns once per spec when renewBefore is too short for the token-server sidecar", func() {
+		*kind.fields(cred).RenewBefore = &metav1.Duration{Duration: 2 * time.Minute}
+		create()
+		reconcile()
+		Expect(eventsSeen()).To(ContainElement(And(HavePrefix("Warning RenewBeforeTooShort"), ContainSubstring("renewBefore 2m0s is below 5m0s"))))
+
+		By("the routine refreshes of the same spec do not repeat it")
+		clk.SetTime(status().NextRefreshTime.Time)
+		reconcile()
+		Expect(provider.Calls()).To(Equal(2))
+		Expect(eventsSeen()).NotTo(ContainElement(HavePrefix("Warning RenewBeforeTooShort")))
+
+		By("five minutes or more is quiet")
+		update(func(f commonFields) {
+			*f.RenewBefore = &metav1.Duration{Duration: 5 * time.Minute}
+			*f.Scopes = []string{"sql"}
+		})
+		reconcile()
+		Expect(provider.Calls()).To(Equal(3))
+		Expect(eventsSeen()).NotTo(ContainElement(HavePrefix("Warning RenewBeforeTooShort")))
+	})
+
 	It("backs off on transient failures, honours Retry-After, and resets on success", func() {
 		failWith(&token.Error{Reason: v1alpha1.ReasonRefreshFailing, Transient: true, Code: "HTTP 503", Message: "unavailable"})
 		create()
@@ -364,7 +388,7 @@ func refreshSpecification(kind kindUnderTest) {
 		reconcile()
 		Expect(provider.Calls()).To(Equal(1))
 		sec := target()
-		Expect(sec.Data).To(HaveLen(2), "exactly the rendered keys")
+		Expect(slices.Sorted(maps.Keys(sec.Data))).To(Equal([]string{"DATABRICKS_TOKEN", "profiles.yml"}), "exactly the rendered keys")
 		Expect(string(sec.Data["profiles.yml"])).To(Equal("host: dbc-a1b2c3d4-e5f6.cloud.databricks.com\ntoken: " + tok + "\n"))
 		Expect(sec.Labels).To(HaveKeyWithValue("team", "analytics"))
 

@@ -27,6 +27,14 @@ import (
 // cache (it lacks our label), so its deletion produces no event.
 const ConflictRecheck = refresh.PermanentBackoff
 
+// MinSidecarRenewBefore is the shortest renewBefore that keeps every client of the token-server
+// sidecar supplied (docs/long-runs.md, "The timing rule"): the kubelet takes up to about 2 minutes
+// to deliver a new token into a running pod, SDK clients ask again 40 s before expiry and the
+// sidecar refuses tokens with less than 30 s left; 5 minutes leaves about 2 minutes of slack. A
+// shorter renewBefore is only warned about (tests use seconds), and only for tokens living at
+// least twice as long, where a longer one was possible.
+const MinSidecarRenewBefore = 5 * time.Minute
+
 // AttemptRecorder counts token requests per credential (the manager's metrics).
 type AttemptRecorder interface {
 	RecordAttempt(key types.NamespacedName, identity string, success bool, reason string)
@@ -106,13 +114,15 @@ type run struct {
 	req        token.Request
 	inputsHash string
 	held       *token.Token
-	selected   int
-	targets    []Destination
-	failures   []v1alpha1.NamespaceFailure
+	// newSpec: Ready does not describe this generation yet (a new credential or a spec change).
+	newSpec  bool
+	selected int
+	targets  []Destination
+	failures []v1alpha1.NamespaceFailure
 }
 
 func (p *Pass) newRun(s *Subject, req token.Request, dests []Destination, now time.Time) *run {
-	r := &run{s: s, now: now, req: req, inputsHash: req.Hash(), selected: len(dests)}
+	r := &run{s: s, now: now, req: req, inputsHash: req.Hash(), selected: len(dests), newSpec: ReadyGeneration(s.Status) != s.generation()}
 	if t, ok := p.Tokens.Cached(r.inputsHash); ok {
 		r.held = &t
 	}
@@ -289,9 +299,16 @@ func (p *Pass) announce(ctx context.Context, r *run, tok token.Token, next time.
 		where, rfc3339(tok.ExpiresAt), rfc3339(next))
 	log.FromContext(ctx).Info("token refreshed", "secret", s.TargetName, "namespaces", len(r.targets),
 		"expiresAt", rfc3339(tok.ExpiresAt), "nextRefresh", rfc3339(next))
-	if rb, clamped := EffectiveRenewBefore(s, tok.IssuedAt, tok.ExpiresAt); clamped {
+	rb, clamped := EffectiveRenewBefore(s, tok.IssuedAt, tok.ExpiresAt)
+	if clamped {
 		p.event(s, corev1.EventTypeWarning, v1alpha1.ReasonRenewBeforeClamped, "renewBefore %s is not shorter than the token's lifetime %s; using %s",
 			s.RenewBefore.Duration, tok.Lifetime(), rb)
+	}
+	if r.newSpec && rb < MinSidecarRenewBefore && tok.Lifetime() >= 2*MinSidecarRenewBefore {
+		p.event(s, corev1.EventTypeWarning, v1alpha1.ReasonRenewBeforeTooShort,
+			"renewBefore %s is below %s: a job that takes its tokens from the token-server sidecar may be handed a token that expires before it asks again "+
+				"(the kubelet takes up to about 2m to deliver a new token, and SDK clients ask again 40s before expiry); see docs/long-runs.md",
+			rb, MinSidecarRenewBefore)
 	}
 }
 
