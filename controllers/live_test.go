@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -43,8 +45,10 @@ var _ = Describe("DatabricksCredential with a running manager", Ordered, func() 
 		sec := getSecret(ns, "dbt-prod")
 		Expect(sec).NotTo(BeNil())
 		Expect(sec.Type).To(Equal(corev1.SecretTypeOpaque))
-		Expect(sec.Data).To(HaveLen(2))
+		// Keys only: a failure must not print the token.
+		Expect(slices.Sorted(maps.Keys(sec.Data))).To(Equal([]string{"DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_TOKEN_EXPIRES_AT"}))
 		Expect(string(sec.Data["DATABRICKS_HOST"])).To(Equal(idpServer.URL()))
+		Expect(string(sec.Data["DATABRICKS_TOKEN_EXPIRES_AT"])).To(Equal(sec.Annotations[v1alpha1.AnnotationExpiresAt]))
 		claims, err := idpServer.ValidateToken(string(sec.Data["DATABRICKS_TOKEN"]))
 		Expect(err).NotTo(HaveOccurred(), "the Secret must hold a token the IdP issued and still accepts")
 		Expect(claims.Subject).To(Equal(clientID))

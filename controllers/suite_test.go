@@ -44,11 +44,11 @@ var (
 	k8sClient client.Client
 	// controlPlane is the envtest kube-apiserver and etcd (internal/testenv).
 	controlPlane *testenv.ControlPlane
-	scheme    = runtime.NewScheme()
-	idpServer *idp.Server
-	logs      = &syncBuffer{}
-	suiteCtx  context.Context
-	cancel    context.CancelFunc
+	scheme       = runtime.NewScheme()
+	idpServer    *idp.Server
+	logs         = &syncBuffer{}
+	suiteCtx     context.Context
+	cancel       context.CancelFunc
 
 	// referenceCache is the reference cache of the specs that call Reconcile directly.
 	referenceCache client.Reader

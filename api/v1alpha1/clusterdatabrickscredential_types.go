@@ -208,8 +208,8 @@ type ClusterDatabricksCredentialSpec struct {
 	CABundleRef *ClusterCABundleReference `json:"caBundleRef,omitempty"`
 
 	// target describes the Secret the token is written to, the same in every selected namespace.
-	// Default: a Secret named like the cluster credential with the keys DATABRICKS_HOST and
-	// DATABRICKS_TOKEN. A namespace where a Secret of that name exists and is not ours is listed in
+	// Default: a Secret named like the cluster credential with the keys DATABRICKS_HOST,
+	// DATABRICKS_TOKEN and DATABRICKS_TOKEN_EXPIRES_AT. A namespace where a Secret of that name exists and is not ours is listed in
 	// status.failedNamespaces (SecretConflict) and left untouched.
 	// +optional
 	Target TargetSecret `json:"target,omitempty"`

@@ -30,6 +30,12 @@ const (
 	// that `envFrom` works as-is for the Databricks CLI and SDKs.
 	DefaultHostKey  = "DATABRICKS_HOST"
 	DefaultTokenKey = "DATABRICKS_TOKEN"
+
+	// DefaultExpiresAtKey is the third default key: the token's expiry, RFC 3339 in UTC (the
+	// value of AnnotationExpiresAt), for consumers that read the Secret as files and cannot see
+	// annotations, such as the token-server sidecar (docs/long-runs.md). No Databricks client
+	// reads it from the environment.
+	DefaultExpiresAtKey = "DATABRICKS_TOKEN_EXPIRES_AT"
 )
 
 // ConditionReady is the one condition type. Ready=True means: the target Secret exists, this
@@ -75,6 +81,10 @@ const (
 	ReasonRefreshFailed = "RefreshFailed"
 	// ReasonRenewBeforeClamped is the Event reason when renewBefore was at or above the token's lifetime.
 	ReasonRenewBeforeClamped = "RenewBeforeClamped"
+	// ReasonRenewBeforeTooShort is the Event reason when renewBefore is below MinSidecarRenewBefore
+	// for a token that lives long enough to allow it: a job that takes its tokens from the
+	// token-server sidecar could be handed one that expires before it asks again.
+	ReasonRenewBeforeTooShort = "RenewBeforeTooShort"
 )
 
 // AuthStyle says where an oauth2 block sends the client credentials.
@@ -333,7 +343,8 @@ type TargetSecret struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 
 	// data maps Secret keys to Go text/template strings. When empty, the Secret holds
-	// DATABRICKS_HOST (host without a trailing slash) and DATABRICKS_TOKEN. When set, the Secret
+	// DATABRICKS_HOST (host without a trailing slash), DATABRICKS_TOKEN and
+	// DATABRICKS_TOKEN_EXPIRES_AT (the expiry, RFC 3339, for the token-server sidecar). When set, the Secret
 	// holds exactly these keys, each rendered with .Token (the access token), .Host (the host URL),
 	// .Hostname (host[:port], no scheme, as dbt's profiles.yml wants) and .ExpiresAt (RFC 3339).
 	// Example: {"profiles.yml": "...\n      host: {{ .Hostname }}\n      token: {{ .Token }}\n",
@@ -411,7 +422,7 @@ type DatabricksCredentialSpec struct {
 	CABundleRef *CABundleReference `json:"caBundleRef,omitempty"`
 
 	// target describes the Secret the token is written to. Default: a Secret named like the
-	// credential with the keys DATABRICKS_HOST and DATABRICKS_TOKEN.
+	// credential with the keys DATABRICKS_HOST, DATABRICKS_TOKEN and DATABRICKS_TOKEN_EXPIRES_AT.
 	// +optional
 	Target TargetSecret `json:"target,omitempty"`
 }

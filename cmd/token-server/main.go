@@ -27,6 +27,11 @@ import (
 	"github.com/dbtoken/databricks-token-operator/internal/tokenserver"
 )
 
+// defaultExpiresAtKey is v1alpha1.DefaultExpiresAtKey, the key the operator writes the expiry
+// under. It is spelled out (and checked by a test) because importing the API package would link
+// the Kubernetes libraries into this few-MiB binary.
+const defaultExpiresAtKey = "DATABRICKS_TOKEN_EXPIRES_AT"
+
 // PathSecretEnv holds the secret path segment unless --path-secret-file is given. The samples set
 // it, and the client's DATABRICKS_METADATA_SERVICE_URL, from the pod's UID.
 const PathSecretEnv = "TOKEN_SERVER_PATH_SECRET"
@@ -49,7 +54,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	listen := fs.String("listen", defaultListen, "address to listen on; must be 127.0.0.1:PORT")
 	dir := fs.String("secret-dir", "/var/run/secrets/dbtoken", "mount path of the token Secret volume (the whole Secret, not a subPath)")
 	tokenKey := fs.String("token-key", "DATABRICKS_TOKEN", "Secret key holding the token")
-	expiresKey := fs.String("expires-at-key", "DATABRICKS_TOKEN_EXPIRES_AT", "Secret key holding the token's expiry (RFC 3339); when absent, the JWT exp claim is used; empty: never read")
+	expiresKey := fs.String("expires-at-key", defaultExpiresAtKey, "Secret key holding the token's expiry (RFC 3339); when absent, the JWT exp claim is used; empty: never read")
 	hostKey := fs.String("host-key", "DATABRICKS_HOST", "Secret key holding the workspace URL served (ignored with --host)")
 	host := fs.String("host", "", "workspace URL served, when the Secret has no host key (e.g. a target.data template)")
 	pathSecretFile := fs.String("path-secret-file", "", "file holding the secret path segment (default: the "+PathSecretEnv+" environment variable)")

@@ -20,6 +20,8 @@ import (
 
 	"github.com/dbtoken/databricks-token-operator/internal/tokenserver"
 	"github.com/dbtoken/databricks-token-operator/test/secretvolume"
+
+	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
 )
 
 // The binary under test, built once by TestMain the way the image builds it.
@@ -351,4 +353,10 @@ func vmHWM(t *testing.T, pid int) int64 {
 	}
 	t.Fatal("no VmHWM in /proc status")
 	return 0
+}
+
+func TestDefaultExpiresAtKeyIsTheOperators(t *testing.T) {
+	if defaultExpiresAtKey != v1alpha1.DefaultExpiresAtKey {
+		t.Errorf("--expires-at-key defaults to %q, but the operator writes the expiry under %q", defaultExpiresAtKey, v1alpha1.DefaultExpiresAtKey)
+	}
 }

@@ -63,7 +63,9 @@ type Desired struct {
 // Render returns the desired content of the target Secret for in.
 //
 // With an empty in.Target.Data the data holds v1alpha1.DefaultHostKey (the host without trailing
-// slashes) and v1alpha1.DefaultTokenKey, so `envFrom` works as-is for the Databricks CLI and SDKs.
+// slashes) and v1alpha1.DefaultTokenKey, so `envFrom` works as-is for the Databricks CLI and SDKs,
+// and v1alpha1.DefaultExpiresAtKey, from which the token-server sidecar reads the true expiry of
+// tokens that are not JWTs.
 // Otherwise each target.data entry is a text/template and the data holds exactly the rendered keys
 // (see the template rules on TemplateError and ValidateTemplates). A template that fails returns a
 // *TemplateError for the first failing key in sorted order, and no partial result, so the
@@ -121,8 +123,9 @@ func KeptAnnotations(target v1alpha1.TargetSecret, current map[string]string) ma
 func renderData(target v1alpha1.TargetSecret, host, token string, expiresAt time.Time) (map[string][]byte, error) {
 	if len(target.Data) == 0 {
 		return map[string][]byte{
-			v1alpha1.DefaultHostKey:  []byte(TrimHost(host)),
-			v1alpha1.DefaultTokenKey: []byte(token),
+			v1alpha1.DefaultHostKey:      []byte(TrimHost(host)),
+			v1alpha1.DefaultTokenKey:     []byte(token),
+			v1alpha1.DefaultExpiresAtKey: []byte(FormatTime(expiresAt)),
 		}, nil
 	}
 	return renderTemplates(target.Data, newValues(host, token, expiresAt))

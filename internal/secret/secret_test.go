@@ -44,16 +44,18 @@ func TestRender(t *testing.T) {
 		"default keys, trailing slash dropped": {
 			in: input(v1alpha1.TargetSecret{}),
 			wantData: map[string]string{
-				v1alpha1.DefaultHostKey:  "https://adb-1234567890123456.7.azuredatabricks.net",
-				v1alpha1.DefaultTokenKey: testToken,
+				v1alpha1.DefaultHostKey:      "https://adb-1234567890123456.7.azuredatabricks.net",
+				v1alpha1.DefaultTokenKey:     testToken,
+				v1alpha1.DefaultExpiresAtKey: "2026-11-28T19:00:00Z",
 			},
 			wantLabels: map[string]string{v1alpha1.LabelCredential: "dbt-prod"},
 		},
 		"default keys, several trailing slashes dropped": {
 			in: func() Input { in := input(v1alpha1.TargetSecret{}); in.Host = "https://127.0.0.1:8443///"; return in }(),
 			wantData: map[string]string{
-				v1alpha1.DefaultHostKey:  "https://127.0.0.1:8443",
-				v1alpha1.DefaultTokenKey: testToken,
+				v1alpha1.DefaultHostKey:      "https://127.0.0.1:8443",
+				v1alpha1.DefaultTokenKey:     testToken,
+				v1alpha1.DefaultExpiresAtKey: "2026-11-28T19:00:00Z",
 			},
 			wantLabels: map[string]string{v1alpha1.LabelCredential: "dbt-prod"},
 		},
@@ -64,16 +66,18 @@ func TestRender(t *testing.T) {
 				return in
 			}(),
 			wantData: map[string]string{
-				v1alpha1.DefaultHostKey:  "https://dbc-a1b2.cloud.databricks.com",
-				v1alpha1.DefaultTokenKey: testToken,
+				v1alpha1.DefaultHostKey:      "https://dbc-a1b2.cloud.databricks.com",
+				v1alpha1.DefaultTokenKey:     testToken,
+				v1alpha1.DefaultExpiresAtKey: "2026-11-28T19:00:00Z",
 			},
 			wantLabels: map[string]string{v1alpha1.LabelCredential: "dbt-prod"},
 		},
 		"empty data map means default keys": {
 			in: input(v1alpha1.TargetSecret{Data: map[string]string{}}),
 			wantData: map[string]string{
-				v1alpha1.DefaultHostKey:  "https://adb-1234567890123456.7.azuredatabricks.net",
-				v1alpha1.DefaultTokenKey: testToken,
+				v1alpha1.DefaultHostKey:      "https://adb-1234567890123456.7.azuredatabricks.net",
+				v1alpha1.DefaultTokenKey:     testToken,
+				v1alpha1.DefaultExpiresAtKey: "2026-11-28T19:00:00Z",
 			},
 			wantLabels: map[string]string{v1alpha1.LabelCredential: "dbt-prod"},
 		},
@@ -140,8 +144,9 @@ func TestRender(t *testing.T) {
 				},
 			}),
 			wantData: map[string]string{
-				v1alpha1.DefaultHostKey:  "https://adb-1234567890123456.7.azuredatabricks.net",
-				v1alpha1.DefaultTokenKey: testToken,
+				v1alpha1.DefaultHostKey:      "https://adb-1234567890123456.7.azuredatabricks.net",
+				v1alpha1.DefaultTokenKey:     testToken,
+				v1alpha1.DefaultExpiresAtKey: "2026-11-28T19:00:00Z",
 			},
 			wantLabels: map[string]string{"team": "analytics", v1alpha1.LabelCredential: "dbt-prod"},
 			wantAnnotations: map[string]string{
