@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -102,6 +103,84 @@ var _ = Describe("Identity-provider faults with a running manager", Ordered, fun
 		Expect(len(seen)).To(BeNumerically(">=", 4))
 		Eventually(func() string { return readyReason(stuck) }, 10*time.Second).Should(Equal("False/RefreshFailing"))
 		Expect(ready(getCred(stuck)).Message).To(ContainSubstring("no answer from"))
+	})
+
+	It("keeps other credentials fresh, new ones fast and Ready honest while eight credentials hang on one endpoint", func() {
+		// An endpoint that answers nobody: eight credentials (eight identities) wait on it, and a
+		// loop edits their specs to make them retry, more than the manager has workers.
+		hanging, err := idp.Start(idp.Options{})
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(hanging.Close)
+		trackIdP(hanging)
+		hanging.FailNext(0, idp.Failure{Delay: 2 * time.Minute})
+		hangNS := newNamespace()
+		Expect(k8sClient.Create(suiteCtx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: hangNS, Name: "idp-ca"},
+			Data: map[string]string{"ca.crt": string(hanging.CACertPEM())}})).To(Succeed())
+		var stuck []*v1alpha1.DatabricksCredential
+		for i := range 8 {
+			name := fmt.Sprintf("hang-%d", i)
+			clientID := name + "-" + rand.String(6)
+			hanging.AddDatabricksClient(clientID, newClientSecret(hangNS, "sp-"+name, clientID))
+			c := databricksCredential(hangNS, name, hanging.URL(), "sp-"+name)
+			c.Spec.CABundleRef = &v1alpha1.CABundleReference{Name: "idp-ca"}
+			Expect(k8sClient.Create(suiteCtx, c)).To(Succeed())
+			stuck = append(stuck, c)
+		}
+		stop := make(chan struct{})
+		edits := make(chan int, 1)
+		go func() {
+			defer GinkgoRecover()
+			n := 0
+			defer func() { edits <- n }()
+			for {
+				for _, c := range stuck {
+					select {
+					case <-stop:
+						return
+					case <-time.After(40 * time.Millisecond):
+					}
+					cur := getCred(c)
+					cur.Spec.Scopes = []string{fmt.Sprintf("scope-%d", n)}
+					if k8sClient.Update(suiteCtx, cur) == nil {
+						n++
+					}
+				}
+			}
+		}()
+
+		By("a credential of a healthy endpoint with 12-second tokens stays fresh, and Ready never lies")
+		healthy, victim, ns := ownIdP(12*time.Second, 6*time.Second)
+		Expect(k8sClient.Create(suiteCtx, victim)).To(Succeed())
+		Eventually(func() string { return readyReason(victim) }, 10*time.Second, 50*time.Millisecond).Should(Equal("True/TokenIssued"))
+		var newcomerReady time.Duration
+		samples, expired := 0, 0
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if samples == 50 {
+				// A new credential while the endpoint hangs: Ready within a second or so.
+				newcomer := databricksCredential(ns, "newcomer", healthy.URL(), "sp")
+				newcomer.Spec.CABundleRef = victim.Spec.CABundleRef
+				start := time.Now()
+				Expect(k8sClient.Create(suiteCtx, newcomer)).To(Succeed())
+				Eventually(func() string { return readyReason(newcomer) }, 10*time.Second, 20*time.Millisecond).Should(Equal("True/TokenIssued"))
+				newcomerReady = time.Since(start)
+			}
+			samples++
+			sec := getSecret(ns, "faulty")
+			expiresAt := annotationTime(sec, v1alpha1.AnnotationExpiresAt)
+			_, validErr := healthy.ValidateToken(string(sec.Data["DATABRICKS_TOKEN"]))
+			if !time.Now().Before(expiresAt) || validErr != nil {
+				expired++
+				Expect(readyReason(victim)).NotTo(HavePrefix("True/"), "Ready says True while the Secret holds an expired token")
+			}
+		}
+		close(stop)
+		for _, c := range stuck {
+			Expect(getSecret(hangNS, c.Name)).To(BeNil(), "the hanging endpoint never answered")
+		}
+		GinkgoWriter.Printf("victim: %d samples, %d with an expired token; newcomer Ready after %s; %d spec edits of the hanging credentials\n",
+			samples, expired, newcomerReady.Round(time.Millisecond), <-edits)
+		Expect(expired).To(BeZero(), "the victim's Secret held an expired token")
+		Expect(newcomerReady).To(BeNumerically("<", 5*time.Second), "a hanging endpoint delayed a new credential")
 	})
 
 	It("reports unreadable answers and an untrusted certificate while keeping the last good token", func() {

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"maps"
@@ -357,6 +358,41 @@ func refreshSpecification(kind kindUnderTest) {
 		Expect(secretToken()).To(Equal(good), "the Secret is never emptied")
 	})
 
+	It("leaves a hanging exchange running, reports TokenExpired at the expiry meanwhile, and recovers when it answers", func() {
+		create()
+		reconcile()
+		good := secretToken()
+		answer := make(chan struct{})
+		provider.TokenFunc = func(ctx context.Context, req token.Request) (token.Token, error) {
+			select {
+			case <-answer:
+			case <-ctx.Done():
+				return token.Token{}, ctx.Err()
+			}
+			return token.Token{AccessToken: "tok-" + rand.String(20), IssuedAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Hour)}, nil
+		}
+		clk.SetTime(status().NextRefreshTime.Time)
+		start := time.Now()
+		wait := reconcile()
+		Expect(time.Since(start)).To(BeNumerically("<", 5*time.Second), "the pass does not wait for the endpoint")
+		Expect(reason()).To(Equal("True/TokenIssued"), "the token is still valid")
+		Expect(clk.Now().Add(wait)).To(BeTemporally("<=", t0.Add(time.Hour)), "the pass comes back at the expiry at the latest")
+
+		By("at the expiry, with the exchange still running")
+		clk.SetTime(t0.Add(time.Hour))
+		reconcile()
+		Expect(reason()).To(Equal("False/TokenExpired"))
+		Expect(readyOf().Message).To(ContainSubstring("a refresh is in progress"))
+		Expect(secretToken()).To(Equal(good), "the Secret is never emptied")
+		Expect(provider.Calls()).To(Equal(2), "one exchange, still running")
+
+		By("the endpoint answers")
+		close(answer)
+		Eventually(func() string { _, _ = reconcileErr(); return reason() }, 5*time.Second, 50*time.Millisecond).Should(Equal("True/TokenIssued"))
+		Expect(secretToken()).NotTo(Equal(good))
+		Expect(provider.Calls()).To(Equal(2))
+	})
+
 	It("retries a permanent failure slowly, but at once when the client secret is rotated", func() {
 		failWith(&token.Error{Reason: v1alpha1.ReasonInvalidClient, Code: "AADSTS7000215", Message: "Invalid client secret provided.", Hint: "use the secret's Value"})
 		create()
@@ -503,7 +539,8 @@ func refreshSpecification(kind kindUnderTest) {
 			Patch: func(ctx context.Context, cl client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
 				if s, ok := obj.(*corev1.Secret); ok {
 					return apierrors.NewForbidden(schema.GroupResource{Resource: "secrets"}, s.Name,
-						errors.New("admission webhook \"policy.example.com\" denied the request: DATABRICKS_TOKEN="+string(s.Data["DATABRICKS_TOKEN"])))
+						errors.New("admission webhook \"policy.example.com\" denied the request: DATABRICKS_TOKEN="+string(s.Data["DATABRICKS_TOKEN"])+
+							" in "+`{"data":{"DATABRICKS_TOKEN":"`+base64.StdEncoding.EncodeToString(s.Data["DATABRICKS_TOKEN"])+`"}}`))
 				}
 				return cl.Patch(ctx, obj, patch, opts...)
 			},
@@ -516,6 +553,7 @@ func refreshSpecification(kind kindUnderTest) {
 		Expect(err.Error()).To(ContainSubstring("DATABRICKS_TOKEN=[redacted]"))
 		for _, issued := range provider.Issued() {
 			Expect(err.Error()).NotTo(ContainSubstring(issued), "the error controller-runtime logs must not hold the token")
+			Expect(err.Error()).NotTo(ContainSubstring(base64.StdEncoding.EncodeToString([]byte(issued))), "nor its base64")
 		}
 		Expect(fmt.Sprintf("%+v", *status())).NotTo(ContainSubstring(provider.Issued()[1]))
 	})

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -43,6 +44,9 @@ type Options struct {
 	// TokenOptions, reporting to the metrics collector.
 	Provider     token.Provider
 	TokenOptions token.Options
+	// ExchangesPerHost bounds concurrent token exchanges per token endpoint. Default
+	// token.DefaultExchangesPerHost.
+	ExchangesPerHost int
 	// Clock drives every time decision. Default: the real clock.
 	Clock clock.PassiveClock
 	// Registry receives the metrics collector. Default: controller-runtime's registry, which the
@@ -59,29 +63,58 @@ type Shared struct {
 	Metrics *metrics.Collector
 	// Namespaces bounds the namespaces a cluster credential may serve (Options.Namespaces).
 	Namespaces []string
+	// exchangesDone carries, per kind, the credentials whose token exchange finished while no
+	// pass waited for it, back to their controller's queue.
+	exchangesDone map[string]chan event.GenericEvent
 }
+
+// exchangeNotifications is the buffer of each kind's channel of finished exchanges. A
+// notification that does not fit is dropped: the pass that left the exchange running looks again
+// within a minute anyway (credential.pendingRecheck).
+const exchangeNotifications = 4096
 
 // NewShared builds what both reconcilers share. c reads credentials and target Secrets (the
 // manager's cache in production) and writes; api reads what the caches cannot see; refs is the
 // reference cache (metadata only). Tests that call Reconcile directly build it the same way.
 func NewShared(c client.Client, api client.Reader, refs client.Reader, scheme *runtime.Scheme, clk clock.PassiveClock,
-	provider token.Provider, collector *metrics.Collector, namespaces []string) *Shared {
-	return &Shared{
-		Deps: &credential.Deps{
-			Client:     c,
-			APIReader:  api,
-			References: kubecache.NewReferenceReader(api, refs, scheme),
-			Scheme:     scheme,
-			Clock:      clk,
-			Tokens:     token.NewSharedCache(provider, clk, collector),
-			Writes:     kubecache.NewOwnWrites(),
-			Failures:   credential.NewFailureMemory(),
-			Attempts:   collector,
-		},
+	provider token.Provider, collector *metrics.Collector, namespaces []string, exchanges token.SharedCacheOptions) *Shared {
+	s := &Shared{
 		Store:      kubecache.NewCredentialStore(clk, c, api, c),
 		Metrics:    collector,
 		Namespaces: namespaces,
+		exchangesDone: map[string]chan event.GenericEvent{
+			credential.KindDatabricksCredential:        make(chan event.GenericEvent, exchangeNotifications),
+			credential.KindClusterDatabricksCredential: make(chan event.GenericEvent, exchangeNotifications),
+		},
 	}
+	exchanges.Notify = s.exchangeDone
+	s.Deps = &credential.Deps{
+		Client:     c,
+		APIReader:  api,
+		References: kubecache.NewReferenceReader(api, refs, scheme),
+		Scheme:     scheme,
+		Clock:      clk,
+		Tokens:     token.NewSharedCache(provider, clk, collector, exchanges),
+		Writes:     kubecache.NewOwnWrites(),
+		Failures:   credential.NewFailureMemory(),
+		Attempts:   collector,
+	}
+	return s
+}
+
+// exchangeDone queues the credential whose exchange finished, without blocking the exchange.
+func (s *Shared) exchangeDone(waiter any) {
+	w := waiter.(credential.Waiter)
+	obj := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: w.Key.Namespace, Name: w.Key.Name}}
+	select {
+	case s.exchangesDone[w.Kind] <- event.GenericEvent{Object: obj}:
+	default:
+	}
+}
+
+// exchangeSource brings a kind's credentials back when the exchange they wait for finished.
+func (s *Shared) exchangeSource(kind string) source.Source {
+	return source.Channel(s.exchangesDone[kind], &handler.EnqueueRequestForObject{})
 }
 
 // adapter is what each kind's reconciler holds: what both share, and the pass with the kind's
@@ -145,7 +178,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		tokenOpts.Clock, tokenOpts.Observer = clk, collector
 		provider = token.NewClientCredentials(tokenOpts)
 	}
-	shared := NewShared(mgr.GetClient(), mgr.GetAPIReader(), refCache, mgr.GetScheme(), clk, provider, collector, opts.Namespaces)
+	shared := NewShared(mgr.GetClient(), mgr.GetAPIReader(), refCache, mgr.GetScheme(), clk, provider, collector, opts.Namespaces,
+		token.SharedCacheOptions{ExchangesPerHost: opts.ExchangesPerHost, Context: ctx})
 	maxConcurrent := max(opts.MaxConcurrentReconciles, 1)
 	if err := NewDatabricksCredentialReconciler(shared, mgr.GetEventRecorder(ControllerName)).setupWithManager(ctx, mgr, refCache, maxConcurrent); err != nil {
 		return fmt.Errorf("setting up the DatabricksCredential controller: %w", err)
@@ -176,7 +210,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 func (s *Shared) reconcile(ctx context.Context, key types.NamespacedName, obj client.Object, pass *credential.Pass, run func(context.Context) (ctrl.Result, error)) (res ctrl.Result, retErr error) {
 	if err := s.Store.Get(ctx, key, obj); err != nil {
 		if apierrors.IsNotFound(err) {
-			pass.Forget(key)
+			pass.Forget(kindOf(obj), key)
 			s.Store.Forget(key)
 			return ctrl.Result{}, nil
 		}
@@ -192,6 +226,13 @@ func (s *Shared) reconcile(ctx context.Context, key types.NamespacedName, obj cl
 		}
 	}()
 	return run(ctx)
+}
+
+func kindOf(obj client.Object) string {
+	if _, ok := obj.(*v1alpha1.ClusterDatabricksCredential); ok {
+		return credential.KindClusterDatabricksCredential
+	}
+	return credential.KindDatabricksCredential
 }
 
 // Field indexes, so that a change to a referenced object finds the credentials that use it
@@ -241,6 +282,8 @@ func (r *DatabricksCredentialReconciler) setupWithManager(ctx context.Context, m
 		// A ServiceAccount that a federation or workloadIdentity block names and that appears (or
 		// is re-created) is used within seconds.
 		WatchesRawSource(referenceSource(refCache, "ServiceAccount", referencing(indexServiceAccount))).
+		// A token exchange that outlasted its pass brings the credential back when it finishes.
+		WatchesRawSource(r.shared.exchangeSource(credential.KindDatabricksCredential)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
 		Complete(r)
 }
@@ -290,6 +333,7 @@ func (r *ClusterDatabricksCredentialReconciler) setupWithManager(ctx context.Con
 			builder.WithPredicates(namespaceMembershipChanged())).
 		WatchesRawSource(referenceSource(refCache, "Secret", referencing(indexClusterClientSecret))).
 		WatchesRawSource(referenceSource(refCache, "ConfigMap", referencing(indexClusterCABundle))).
+		WatchesRawSource(r.shared.exchangeSource(credential.KindClusterDatabricksCredential)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrent}).
 		Complete(r)
 }

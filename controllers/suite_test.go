@@ -224,7 +224,7 @@ func newDirectShared(clk clock.PassiveClock, provider token.Provider) *Shared {
 // newDirectSharedWith is newDirectShared with c for the reads and writes of credentials and
 // target Secrets, e.g. a client whose writes fail.
 func newDirectSharedWith(c client.Client, clk clock.PassiveClock, provider token.Provider) *Shared {
-	return NewShared(c, k8sClient, referenceCache, scheme, clk, provider, metrics.New(k8sClient), nil)
+	return NewShared(c, k8sClient, referenceCache, scheme, clk, provider, metrics.New(k8sClient), nil, token.SharedCacheOptions{})
 }
 
 // newNamespace creates a namespace for one test.

@@ -42,6 +42,7 @@ type options struct {
 	tokenTimeout            time.Duration
 	namespaces              string
 	maxConcurrentReconciles int
+	exchangesPerHost        int
 	qps                     float64
 	pprofAddr               string
 	burst                   int
@@ -58,7 +59,8 @@ func main() {
 	flag.StringVar(&o.allowedTokenHosts, "allowed-token-hosts", token.DefaultAllowedTokenHosts, "Comma-separated hosts that may receive client credentials; *.example.com matches any subdomain; ports are ignored.")
 	flag.DurationVar(&o.tokenTimeout, "token-timeout", token.DefaultTimeout, "Timeout of one token exchange, connection included.")
 	flag.StringVar(&o.namespaces, "namespaces", "", "Comma-separated namespaces to watch. Default: all namespaces.")
-	flag.IntVar(&o.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "How many credentials are reconciled in parallel. A hanging token endpoint holds one worker for at most --token-timeout.")
+	flag.IntVar(&o.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "How many credentials are reconciled in parallel. Token exchanges run apart from these workers: a slow or hanging token endpoint holds none of them.")
+	flag.IntVar(&o.exchangesPerHost, "token-exchanges-per-host", token.DefaultExchangesPerHost, "Concurrent token exchanges per token endpoint (scheme, host and port); more wait for a slot, one exchange per identity.")
 	// client-go applies the limit per resource type (one for Secrets, one for credential status,
 	// ...). 200/300 is Karpenter's default; API Priority and Fairness protects the apiserver.
 	// At 50 QPS, 10,000 credentials need 200 s just for their status writes (test/bench).
@@ -84,6 +86,9 @@ func run(ctx context.Context, o options) error {
 	hosts, err := token.ParseHostPolicy(o.allowedTokenHosts)
 	if err != nil {
 		return fmt.Errorf("--allowed-token-hosts: %w", err)
+	}
+	if o.exchangesPerHost <= 0 {
+		return fmt.Errorf("--token-exchanges-per-host must be positive, got %d", o.exchangesPerHost)
 	}
 	if o.tokenTimeout <= 0 {
 		return fmt.Errorf("--token-timeout must be positive, got %s", o.tokenTimeout)
@@ -125,6 +130,7 @@ func run(ctx context.Context, o options) error {
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
 		Namespaces:              namespaces,
 		MaxConcurrentReconciles: o.maxConcurrentReconciles,
+		ExchangesPerHost:        o.exchangesPerHost,
 		TokenOptions:            token.Options{Timeout: o.tokenTimeout, AllowedHosts: hosts},
 	}); err != nil {
 		return err

@@ -2,8 +2,11 @@ package credential
 
 import (
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/dbtoken/databricks-token-operator/internal/refresh"
 )
 
 // memoryEntry belongs to one incarnation (UID) of a credential name: a credential deleted and
@@ -11,6 +14,10 @@ import (
 type memoryEntry struct {
 	uid          types.UID
 	failedInputs string // inputs hash of the last failed exchange
+	// bypasses counts retries before the backoff ran out because the inputs or the spec changed,
+	// and nextBypass is when the next one is allowed.
+	bypasses   int32
+	nextBypass time.Time
 }
 
 // FailureMemory remembers, per failing credential, the inputs its last exchange failed with. It is
@@ -56,4 +63,22 @@ func (m *FailureMemory) forget(key types.NamespacedName) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.entries, key)
+}
+
+// bypass reports whether a failing credential whose inputs or spec changed may retry before its
+// backoff ran out, and otherwise how long until it may. A fix (a rotated secret, an edited spec)
+// is tried at once; further changes while failing wait 5 s, doubling to 5 minutes, until an
+// exchange succeeds. Without the limit, editing the spec in a loop would send an exchange to the
+// identity provider for every edit.
+func (m *FailureMemory) bypass(key types.NamespacedName, uid types.UID, now time.Time) (time.Duration, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.entry(key, uid)
+	if now.Before(e.nextBypass) {
+		return e.nextBypass.Sub(now), false
+	}
+	e.bypasses++
+	e.nextBypass = now.Add(refresh.RetryDelay(e.bypasses, true, 0, 0))
+	m.entries[key] = e
+	return 0, true
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
@@ -89,7 +90,7 @@ func (p *Pass) Run(ctx context.Context, s *Subject, id Identity, find Finder) (c
 	if err := secret.ValidateTemplates(s.Target, s.Host); err != nil {
 		return p.notReady(s, v1alpha1.ReasonInvalidTemplate, err.Error(), now)
 	}
-	req, err := p.resolve(ctx, id)
+	req, err := p.resolve(ctx, Waiter{Kind: s.Kind, Key: s.Key()}, id)
 	if err != nil {
 		return p.inputsFailed(s, err, now)
 	}
@@ -100,10 +101,19 @@ func (p *Pass) Run(ctx context.Context, s *Subject, id Identity, find Finder) (c
 	return p.refresh(ctx, p.newRun(s, req, dests, now))
 }
 
+// Waiter names a credential that waits for a token exchange: what the shared token cache notifies
+// when the exchange it asked for is done.
+type Waiter struct {
+	Kind string
+	Key  types.NamespacedName
+}
+
 // Forget drops what the pass remembers of a deleted credential.
-func (p *Pass) Forget(key types.NamespacedName) {
+func (p *Pass) Forget(kind string, key types.NamespacedName) {
 	p.Failures.forget(key)
 	p.Attempts.Forget(key)
+	p.Tokens.Forget(Waiter{Kind: kind, Key: key})
+	p.References.Release(Waiter{Kind: kind, Key: key})
 }
 
 // run is what one pass knows: the destinations split into those it may write (absent, ours or
@@ -152,7 +162,11 @@ func (p *Pass) refresh(ctx context.Context, r *run) (ctrl.Result, error) {
 			return ctrl.Result{RequeueAfter: wait}, nil
 		}
 		var err error
-		if tok, err = p.obtain(ctx, r); err != nil {
+		tok, err = p.obtain(ctx, r)
+		if errors.Is(err, token.ErrPending) {
+			return p.exchangePending(r)
+		}
+		if err != nil {
 			p.Attempts.RecordAttempt(r.s.Key(), r.s.Identity, false, token.AsError(err).Reason)
 			return p.exchangeFailed(ctx, r, err)
 		}
@@ -206,7 +220,7 @@ func (r *run) keptData(t Destination) secret.Desired {
 // not due for refresh under this credential's renewBefore, or a new exchange, shared with any
 // concurrent pass for the same identity.
 func (p *Pass) obtain(ctx context.Context, r *run) (token.Token, error) {
-	tok, shared, err := p.Tokens.Token(ctx, r.req, func(t token.Token) bool {
+	tok, shared, err := p.Tokens.Obtain(ctx, Waiter{Kind: r.s.Kind, Key: r.s.Key()}, r.req, func(t token.Token) bool {
 		return r.now.Before(RefreshTime(r.s, t.IssuedAt, t.ExpiresAt))
 	})
 	if err == nil && shared {
@@ -313,13 +327,17 @@ func (p *Pass) announce(ctx context.Context, r *run, tok token.Token, next time.
 }
 
 // backingOff reports whether a failed exchange for the same inputs and spec is still waiting out
-// its retry delay. A spec change or new inputs (rotated secret, fixed key) retry at once.
+// its retry delay. A spec change or new inputs (rotated secret, fixed key) retry at once, but
+// not more often than FailureMemory.bypass allows.
 func (p *Pass) backingOff(r *run) (time.Duration, bool) {
 	st := r.s.Status
 	if st.FailedRefreshAttempts == 0 || st.NextRefreshTime == nil || !r.now.Before(st.NextRefreshTime.Time) {
 		return 0, false
 	}
 	if p.Failures.inputsChangedSinceFailure(r.s.Key(), r.s.uid(), r.inputsHash) || ReadyGeneration(st) != r.s.generation() {
+		if wait, ok := p.Failures.bypass(r.s.Key(), r.s.uid(), r.now); !ok {
+			return refresh.RequeueAfter(r.now, r.now.Add(wait)), true
+		}
 		return 0, false
 	}
 	return refresh.RequeueAfter(r.now, st.NextRefreshTime.Time), true
@@ -335,6 +353,36 @@ func (p *Pass) waitingOut(r *run) {
 		cond := readyCondition(r.s.Status.Conditions)
 		p.event(r.s, corev1.EventTypeWarning, cond.Reason, "%s", cond.Message)
 	}
+}
+
+// pendingRecheck is when a pass that left an exchange running looks again at the latest, should
+// its notification be lost; normally the exchange's completion brings it back at once.
+const pendingRecheck = time.Minute
+
+// exchangePending records a pass that left the exchange running (a slow or hanging endpoint): the
+// destinations keep what they hold, and Ready stays honest meanwhile — it turns False
+// (TokenExpired) once their token has expired, at expiresAt, because the pass is requeued then
+// however long the exchange takes.
+func (p *Pass) exchangePending(r *run) (ctrl.Result, error) {
+	s := r.s
+	served := r.recordServed()
+	st := s.Status
+	if st.ExpiresAt != nil && !r.now.Before(st.ExpiresAt.Time) && readyCondition(st.Conditions).Status == metav1.ConditionTrue {
+		if setReady(st, s.generation(), metav1.ConditionFalse, v1alpha1.ReasonTokenExpired,
+			fmt.Sprintf("the token in the Secret expired at %s; a refresh is in progress", rfc3339(st.ExpiresAt.Time)), r.now) {
+			cond := readyCondition(st.Conditions)
+			p.event(s, corev1.EventTypeWarning, cond.Reason, "%s", cond.Message)
+		}
+	}
+	if notAllServed(s, served, r.selected, r.failures, "a refresh is in progress", r.now) {
+		cond := readyCondition(st.Conditions)
+		p.event(s, corev1.EventTypeWarning, cond.Reason, "%s", cond.Message)
+	}
+	wait := pendingRecheck
+	if st.ExpiresAt != nil && r.now.Before(st.ExpiresAt.Time) {
+		wait = min(wait, refresh.RequeueAfter(r.now, st.ExpiresAt.Time))
+	}
+	return ctrl.Result{RequeueAfter: wait}, nil
 }
 
 // exchangeFailed records a failed exchange and schedules the retry: capped exponential backoff
