@@ -32,7 +32,8 @@ var _ = Describe("The reference reader", func() {
 		api := &countingReader{Reader: k8sClient}
 		// The apiserver itself answers the metadata reads here; in the manager it is the
 		// metadata-only informer cache.
-		refs := kubecache.NewReferenceReader(api, k8sClient, scheme)
+		reader := kubecache.NewReferenceReader(api, k8sClient, scheme)
+		refs := reader.For("credential-a")
 		key := types.NamespacedName{Namespace: ns, Name: "sp"}
 
 		var first corev1.Secret
@@ -57,6 +58,28 @@ var _ = Describe("The reference reader", func() {
 		Expect(k8sClient.Delete(suiteCtx, &fourth)).To(Succeed())
 		var gone corev1.Secret
 		Expect(apierrors.IsNotFound(refs.Get(suiteCtx, key, &gone))).To(BeTrue())
-		Expect(refs.Copies()).To(BeZero(), "no copy outlives its object")
+		Expect(reader.Copies()).To(BeZero(), "no copy outlives its object")
+	})
+
+	It("keeps a copy only while a credential refers to the object", func() {
+		ns := newNamespace()
+		newClientSecret(ns, "sp", "client-1")
+		newClientSecret(ns, "other", "client-2")
+		reader := kubecache.NewReferenceReader(k8sClient, k8sClient, scheme)
+		read := func(user, name string) {
+			refs := reader.For(user)
+			var s corev1.Secret
+			Expect(refs.Get(suiteCtx, types.NamespacedName{Namespace: ns, Name: name}, &s)).To(Succeed())
+			refs.Done()
+		}
+		read("a", "sp")
+		read("b", "sp")
+		Expect(reader.Copies()).To(Equal(1), "one copy for the two credentials that refer to it")
+		read("a", "other")
+		Expect(reader.Copies()).To(Equal(2), "b still refers to sp")
+		reader.Release("b")
+		Expect(reader.Copies()).To(Equal(1), "nobody refers to sp any more")
+		reader.Release("a")
+		Expect(reader.Copies()).To(BeZero(), "the copies of deleted credentials' references go with them")
 	})
 })

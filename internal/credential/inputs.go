@@ -56,22 +56,24 @@ type ConfigMapKey struct {
 // cluster. A missing object or key is a *ConditionError with the documented Ready reason. A
 // ServiceAccount's token is not requested here but by the provider, and only when it performs an
 // exchange.
-func (d *Deps) resolve(ctx context.Context, id Identity) (token.Request, error) {
+func (d *Deps) resolve(ctx context.Context, user Waiter, id Identity) (token.Request, error) {
+	refs := d.References.For(user)
+	defer refs.Done() // what the credential refers to now; copies of anything else go
 	in := token.Inputs{}
 	if ref := id.ClientSecret; ref != nil {
 		var err error
-		if in.ClientID, in.ClientSecret, err = d.clientCredentials(ctx, ref); err != nil {
+		if in.ClientID, in.ClientSecret, err = d.clientCredentials(ctx, refs, ref); err != nil {
 			return token.Request{}, err
 		}
 	}
 	if id.Certificate != nil {
 		var err error
-		if in.CertificatePEM, in.PrivateKeyPEM, err = d.clientCertificate(ctx, *id.Certificate); err != nil {
+		if in.CertificatePEM, in.PrivateKeyPEM, err = d.clientCertificate(ctx, refs, *id.Certificate); err != nil {
 			return token.Request{}, err
 		}
 	}
 	if sa := id.ServiceAccount; sa != nil {
-		if err := d.serviceAccountExists(ctx, *sa); err != nil {
+		if err := d.serviceAccountExists(ctx, refs, *sa); err != nil {
 			return token.Request{}, err
 		}
 		in.Namespace = sa.Namespace
@@ -79,17 +81,17 @@ func (d *Deps) resolve(ctx context.Context, id Identity) (token.Request, error) 
 	}
 	if ca := id.CABundle; ca != nil {
 		var err error
-		if in.CABundle, err = d.caBundle(ctx, *ca, id.Home); err != nil {
+		if in.CABundle, err = d.caBundle(ctx, refs, *ca, id.Home); err != nil {
 			return token.Request{}, err
 		}
 	}
 	return token.NewRequestFromInputs(id.Spec, in) // also reports a missing identity block
 }
 
-func (d *Deps) clientCredentials(ctx context.Context, ref *SecretKeys) (clientID, clientSecret string, err error) {
+func (d *Deps) clientCredentials(ctx context.Context, refs referenceReader, ref *SecretKeys) (clientID, clientSecret string, err error) {
 	idKey, secretKey := keyOr(ref.ClientIDKey, "client-id"), keyOr(ref.ClientSecretKey, "client-secret")
 	var sec corev1.Secret
-	if err := d.References.Get(ctx, ref.NamespacedName, &sec); err != nil {
+	if err := refs.Get(ctx, ref.NamespacedName, &sec); err != nil {
 		if apierrors.IsNotFound(err) {
 			return "", "", &ConditionError{Reason: v1alpha1.ReasonSecretNotFound,
 				Message: fmt.Sprintf("Secret %q with the client credentials does not exist in namespace %q", ref.Name, ref.Namespace),
@@ -108,9 +110,9 @@ func (d *Deps) clientCredentials(ctx context.Context, ref *SecretKeys) (clientID
 
 // clientCertificate reads tls.crt and tls.key of a client-certificate Secret. Their content is
 // checked by token.NewRequestFromInputs.
-func (d *Deps) clientCertificate(ctx context.Context, key types.NamespacedName) (certPEM, keyPEM []byte, err error) {
+func (d *Deps) clientCertificate(ctx context.Context, refs referenceReader, key types.NamespacedName) (certPEM, keyPEM []byte, err error) {
 	var sec corev1.Secret
-	if err := d.References.Get(ctx, key, &sec); err != nil {
+	if err := refs.Get(ctx, key, &sec); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, nil, &ConditionError{Reason: v1alpha1.ReasonSecretNotFound,
 				Message: fmt.Sprintf("Secret %q with the client certificate does not exist in namespace %q", key.Name, key.Namespace),
@@ -130,9 +132,9 @@ func (d *Deps) clientCertificate(ctx context.Context, key types.NamespacedName) 
 
 // serviceAccountExists reports a missing ServiceAccount before any exchange, with the reason of
 // every other missing input; the ServiceAccount watch brings the credential back when it appears.
-func (d *Deps) serviceAccountExists(ctx context.Context, key types.NamespacedName) error {
+func (d *Deps) serviceAccountExists(ctx context.Context, refs referenceReader, key types.NamespacedName) error {
 	var sa corev1.ServiceAccount
-	if err := d.References.Get(ctx, key, &sa); err != nil {
+	if err := refs.Get(ctx, key, &sa); err != nil {
 		if apierrors.IsNotFound(err) {
 			return errServiceAccountNotFound(key.Namespace, key.Name)
 		}
@@ -217,9 +219,9 @@ func refuseAPIValidToken(ctx context.Context, c client.Client, sa token.ServiceA
 // caBundle reads the PEM bundle under its key (default ca.crt) of a ConfigMap, for a credential
 // whose own namespace is home ("" for a cluster credential); messages name the ConfigMap's
 // namespace where it is not the credential's own.
-func (d *Deps) caBundle(ctx context.Context, ref ConfigMapKey, home string) ([]byte, error) {
+func (d *Deps) caBundle(ctx context.Context, refs referenceReader, ref ConfigMapKey, home string) ([]byte, error) {
 	var cm corev1.ConfigMap
-	if err := d.References.Get(ctx, ref.NamespacedName, &cm); err != nil {
+	if err := refs.Get(ctx, ref.NamespacedName, &cm); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, &ConditionError{Reason: v1alpha1.ReasonSecretNotFound,
 				Message: fmt.Sprintf("ConfigMap %q named by caBundleRef does not exist in namespace %q", ref.Name, ref.Namespace),
@@ -260,4 +262,9 @@ func keyOr(key, def string) string {
 		return def
 	}
 	return key
+}
+
+// referenceReader reads the objects one pass refers to (kubecache.ReferencesOf).
+type referenceReader interface {
+	Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error
 }

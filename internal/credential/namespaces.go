@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
+	"github.com/dbtoken/databricks-token-operator/internal/redact"
 )
 
 // Status of the destinations: which namespaces hold the token and which do not. Pure: no I/O, no
@@ -57,15 +58,15 @@ func conflictFailure(s *Subject, namespace string) v1alpha1.NamespaceFailure {
 }
 
 // writeFailedMessage describes an API error writing the Secret. API errors quote object names,
-// not data, but an admission webhook may echo anything: every value we tried to write is
-// redacted from the text before it reaches status, events or logs.
+// not data, but an admission webhook may echo anything — verbatim, or the object as JSON, where
+// data is base64: every value we tried to write is redacted, in every encoding, from the text
+// before it reaches status, events or logs.
 func writeFailedMessage(name string, err error, data map[string][]byte) string {
-	text := err.Error()
+	values := make([]string, 0, len(data))
 	for _, v := range data {
-		if len(v) > 0 {
-			text = strings.ReplaceAll(text, string(v), "[redacted]")
-		}
+		values = append(values, string(v))
 	}
+	text := redact.Values(err.Error(), values...)
 	if len(text) > maxWriteErrorLen {
 		text = strings.ToValidUTF8(text[:maxWriteErrorLen], "") + "…"
 	}

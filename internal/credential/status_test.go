@@ -1,6 +1,7 @@
 package credential
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -90,6 +91,8 @@ func TestWriteFailedMessage(t *testing.T) {
 		"webhook echoing the data": {err: errors.New("admission webhook denied: DATABRICKS_TOKEN=eyJtoken-value at https://h"),
 			want: "DATABRICKS_TOKEN=[redacted] at [redacted]", wantNone: []string{"eyJtoken-value"}},
 		"long": {err: errors.New(strings.Repeat("é", 400)), want: "…"},
+		"webhook echoing the Secret as JSON (data in base64)": {err: errors.New(`denied: {"data":{"DATABRICKS_TOKEN":"` + base64.StdEncoding.EncodeToString([]byte("eyJtoken-value")) + `"}}`),
+			want: `"DATABRICKS_TOKEN":"[redacted]"`, wantNone: []string{base64.StdEncoding.EncodeToString([]byte("eyJtoken-value"))}},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -3,41 +3,48 @@
 // decodes each Secret into fresh allocations, so 10,000 Secrets over 100 identities held 10,000
 // copies of 100 tokens (~8 MiB; see docs/performance.md).
 //
+// The table holds its values weakly: a value no cached object uses any more is freed by the
+// garbage collector like any other, and its entry is swept. So the table keeps no old versions —
+// a tenant who rewrites a large value in a loop does not grow it — and its own size is a few
+// words per value in use.
+//
 // Values are handed out for reading only: the cache's objects are never modified in place
 // (controller-runtime returns deep copies), which is what makes sharing them safe.
+//
+// Why not the standard library's unique.Make: its canonical values live only as long as a
+// unique.Handle does, and cached objects hold plain strings and byte slices, not handles, so every
+// garbage collection would end the sharing (a new copy per decoded object after it).
 package intern
 
 import (
+	"hash/maphash"
+	"strings"
 	"sync"
-	"time"
 	"unsafe"
-
-	"k8s.io/utils/clock"
+	"weak"
 )
 
-// Table maps content to its one shared copy. Entries unused for keep are dropped, so a table
-// whose values rotate (tokens are replaced every hour) does not grow; dropping an entry only ends
-// the sharing of that value, never frees memory an object still uses.
+// Table maps content to its one shared copy, weakly.
 type Table struct {
-	clock clock.PassiveClock
-	keep  time.Duration
+	seed maphash.Seed
 
 	mu    sync.Mutex
-	m     map[string]entry
+	m     map[uint64]entry // by the content's hash; a collision only ends one value's sharing
 	calls int
 }
 
+// entry points weakly at the shared copy's bytes.
 type entry struct {
-	shared   string // the copy handed out; the map key is the same string
-	lastUsed time.Time
+	p weak.Pointer[byte]
+	n int
 }
 
-// sweepEvery is how many lookups pass between sweeps of unused entries.
+// sweepEvery is how many lookups pass between sweeps of entries whose value was freed.
 const sweepEvery = 1024
 
-// NewTable returns a table that forgets values not handed out for keep.
-func NewTable(clk clock.PassiveClock, keep time.Duration) *Table {
-	return &Table{clock: clk, keep: keep, m: map[string]entry{}}
+// NewTable returns an empty table.
+func NewTable() *Table {
+	return &Table{seed: maphash.MakeSeed(), m: map[uint64]entry{}}
 }
 
 // String returns the shared copy of s.
@@ -59,43 +66,64 @@ func (t *Table) Bytes(b []byte) []byte {
 }
 
 // share returns the shared copy of s, or of b when b is not nil. A value already held costs no
-// allocation: the map lookup with string(b) does not copy b.
+// allocation.
 func (t *Table) share(s string, b []byte) string {
-	now := t.clock.Now()
+	var h uint64
+	n := len(s)
+	if b != nil {
+		h, n = maphash.Bytes(t.seed, b), len(b)
+	} else {
+		h = maphash.String(t.seed, s)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.sweepLocked(now)
-	var e entry
-	var ok bool
-	if b != nil {
-		e, ok = t.m[string(b)]
-	} else {
-		e, ok = t.m[s]
-	}
-	if !ok {
-		if b != nil {
-			s = string(b)
+	t.sweepLocked()
+	if e, ok := t.m[h]; ok && e.n == n {
+		if p := e.p.Value(); p != nil {
+			held := unsafe.String(p, n)
+			if (b != nil && string(b) == held) || (b == nil && s == held) {
+				return held
+			}
 		}
-		e.shared = s
 	}
-	e.lastUsed = now
-	t.m[e.shared] = e
-	return e.shared
+	// A fresh heap copy: the weak pointer must point at memory the collector owns, and the
+	// caller's own allocation may be larger than the value.
+	var c string
+	if b != nil {
+		c = string(b)
+	} else {
+		c = strings.Clone(s)
+	}
+	t.m[h] = entry{p: weak.Make(unsafe.StringData(c)), n: n}
+	return c
 }
 
-// Len is the number of values held, for tests.
+// Len is the number of values held and still in use, for tests.
 func (t *Table) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, e := range t.m {
+		if e.p.Value() != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// Entries is the number of entries, swept or not, for tests.
+func (t *Table) Entries() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.m)
 }
 
-func (t *Table) sweepLocked(now time.Time) {
+func (t *Table) sweepLocked() {
 	if t.calls++; t.calls%sweepEvery != 0 {
 		return
 	}
 	for k, e := range t.m {
-		if now.Sub(e.lastUsed) > t.keep {
+		if e.p.Value() == nil {
 			delete(t.m, k)
 		}
 	}

@@ -17,8 +17,12 @@ import (
 // Secrets, CA ConfigMaps, ServiceAccounts) from the API server, but only when they changed: it
 // keeps the copy it last read and reuses it while the metadata-only reference cache reports the
 // same resourceVersion. A reconcile pass then costs no read for unchanged inputs, while the
-// manager still caches the data of no Secret it was not asked about: copies exist only for
-// objects a credential referenced, and a rotation (a new resourceVersion) is read at once.
+// manager still caches the data of no Secret it was not asked about, and a rotation (a new
+// resourceVersion) is read at once.
+//
+// Copies exist only for objects that a credential refers to now: each pass reads its references
+// through For(credential) and reports them with Done, and a copy that no credential refers to any
+// more (its credential was deleted, or now names another Secret) is dropped at once.
 type ReferenceReader struct {
 	api    client.Reader // uncached reads
 	meta   client.Reader // the metadata-only reference cache
@@ -26,6 +30,8 @@ type ReferenceReader struct {
 
 	mu     sync.Mutex
 	copies map[referenceKey]client.Object
+	users  map[any]map[referenceKey]struct{} // what each credential referred to in its last pass
+	uses   map[referenceKey]int              // how many credentials refer to each object
 }
 
 type referenceKey struct {
@@ -35,18 +41,70 @@ type referenceKey struct {
 
 // NewReferenceReader reads through api, consulting meta (the reference cache) for resourceVersions.
 func NewReferenceReader(api, meta client.Reader, scheme *runtime.Scheme) *ReferenceReader {
-	return &ReferenceReader{api: api, meta: meta, scheme: scheme, copies: map[referenceKey]client.Object{}}
+	return &ReferenceReader{api: api, meta: meta, scheme: scheme, copies: map[referenceKey]client.Object{},
+		users: map[any]map[referenceKey]struct{}{}, uses: map[referenceKey]int{}}
 }
 
-// Get fills obj from the last copy when its resourceVersion is current, else from the API server.
-func (r *ReferenceReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-	gvk, err := apiutil.GVKForObject(obj, r.scheme)
+// For returns the reader of one credential's pass (user names it): what it reads is kept, and
+// recorded as what the credential refers to when the pass calls Done.
+func (r *ReferenceReader) For(user any) *ReferencesOf {
+	return &ReferencesOf{r: r, user: user, read: map[referenceKey]struct{}{}}
+}
+
+// ReferencesOf reads the references of one credential's pass.
+type ReferencesOf struct {
+	r    *ReferenceReader
+	user any
+	read map[referenceKey]struct{}
+}
+
+// Get fills obj from the last copy when its resourceVersion is current, else from the API server,
+// and keeps a copy.
+func (v *ReferencesOf) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	gvk, err := apiutil.GVKForObject(obj, v.r.scheme)
 	if err != nil {
-		return r.api.Get(ctx, key, obj, opts...)
+		return v.r.api.Get(ctx, key, obj, opts...)
 	}
 	rk := referenceKey{gvk: gvk, key: key}
+	v.read[rk] = struct{}{}
+	return v.r.get(ctx, rk, obj, opts...)
+}
+
+// Done records the objects the pass read as everything the credential refers to now.
+func (v *ReferencesOf) Done() { v.r.setUses(v.user, v.read) }
+
+// Release forgets what a deleted credential referred to.
+func (r *ReferenceReader) Release(user any) { r.setUses(user, nil) }
+
+// setUses replaces what user refers to, and drops the copies no credential refers to any more.
+func (r *ReferenceReader) setUses(user any, now map[referenceKey]struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for rk := range r.users[user] {
+		if _, still := now[rk]; still {
+			continue
+		}
+		if r.uses[rk]--; r.uses[rk] <= 0 {
+			delete(r.uses, rk)
+			delete(r.copies, rk)
+		}
+	}
+	for rk := range now {
+		if _, had := r.users[user][rk]; !had {
+			r.uses[rk]++
+		}
+	}
+	if len(now) == 0 {
+		delete(r.users, user)
+		return
+	}
+	r.users[user] = now
+}
+
+func (r *ReferenceReader) get(ctx context.Context, rk referenceKey, obj client.Object, opts ...client.GetOption) error {
+	key := rk.key
 	meta := &metav1.PartialObjectMetadata{}
-	meta.SetGroupVersionKind(gvk)
+	meta.SetGroupVersionKind(rk.gvk)
 	if r.meta.Get(ctx, key, meta) == nil {
 		r.mu.Lock()
 		cached, ok := r.copies[rk]
@@ -56,7 +114,7 @@ func (r *ReferenceReader) Get(ctx context.Context, key client.ObjectKey, obj cli
 			return nil
 		}
 	}
-	err = r.api.Get(ctx, key, obj, opts...)
+	err := r.api.Get(ctx, key, obj, opts...)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
@@ -78,9 +136,4 @@ func (r *ReferenceReader) Copies() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.copies)
-}
-
-// List is not cached: nothing lists references.
-func (r *ReferenceReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
-	return r.api.List(ctx, list, opts...)
 }

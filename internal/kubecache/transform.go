@@ -1,15 +1,12 @@
 package kubecache
 
 import (
-	"time"
-
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	toolscache "k8s.io/client-go/tools/cache"
-	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -28,7 +25,7 @@ func ManagerCacheOptions(namespaces []string) cache.Options {
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {Label: labels.NewSelector().Add(*managed)},
 		},
-		DefaultTransform:  cacheTransform(intern.NewTable(clock.RealClock{}, time.Hour)),
+		DefaultTransform:  cacheTransform(intern.NewTable()),
 		DefaultNamespaces: namespaceConfigs(namespaces),
 	}
 }
@@ -53,6 +50,9 @@ func cacheTransform(t *intern.Table) toolscache.TransformFunc {
 		}
 		switch o := obj.(type) {
 		case *corev1.Secret:
+			if !ownedByCredential(o) {
+				return foreignStub(o), nil
+			}
 			shareValues(t, o)
 		case *v1alpha1.DatabricksCredential:
 			o.Spec.Host = t.String(o.Spec.Host)
@@ -62,6 +62,38 @@ func cacheTransform(t *intern.Table) toolscache.TransformFunc {
 		}
 		return obj, nil
 	}
+}
+
+// ownedByCredential reports whether a Secret's controller owner is a credential of either kind:
+// the only Secrets the manager writes, and so the only ones whose data it reads from the cache.
+func ownedByCredential(s *corev1.Secret) bool {
+	ref := metav1.GetControllerOf(s)
+	return ref != nil && ref.APIVersion == v1alpha1.GroupVersion.String() &&
+		(ref.Kind == "DatabricksCredential" || ref.Kind == "ClusterDatabricksCredential")
+}
+
+// foreignStub is what the cache keeps of a Secret that carries our label but is not owned by a
+// credential: anyone who may create Secrets can label one, so its data, annotations and other
+// labels are dropped, and the manager's memory is bounded by what it owns. What remains is enough
+// to see that a Secret is there and is not ours (SecretConflict) — the controllers never write
+// such a Secret, so they never need its content.
+func foreignStub(s *corev1.Secret) *corev1.Secret {
+	stub := &corev1.Secret{TypeMeta: s.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+		Name: s.Name, Namespace: s.Namespace, UID: s.UID, ResourceVersion: s.ResourceVersion,
+		Generation: s.Generation, CreationTimestamp: s.CreationTimestamp, DeletionTimestamp: s.DeletionTimestamp,
+	}}
+	for _, key := range []string{v1alpha1.LabelCredential, v1alpha1.LabelClusterCredential} {
+		if v, ok := s.Labels[key]; ok {
+			if stub.Labels == nil {
+				stub.Labels = map[string]string{}
+			}
+			stub.Labels[key] = v
+		}
+	}
+	if ref := metav1.GetControllerOf(s); ref != nil {
+		stub.OwnerReferences = []metav1.OwnerReference{*ref}
+	}
+	return stub
 }
 
 // stripForCache drops from cached objects what the controllers never read and what can be most

@@ -1,11 +1,14 @@
 package kubecache
 
 import (
+	"bytes"
 	"testing"
 	"unsafe"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
 )
@@ -43,7 +46,9 @@ func TestCachedTargetSecretsShareTheirToken(t *testing.T) {
 	target := func(name string) *corev1.Secret {
 		return &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{"dbtoken.io/expires-at": "2026-11-29T01:55:17Z"},
-				ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "manager"}}},
+				ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "manager"}},
+				OwnerReferences: []metav1.OwnerReference{{APIVersion: v1alpha1.GroupVersion.String(), Kind: "DatabricksCredential",
+					Name: name, UID: types.UID("uid-" + name), Controller: ptr.To(true)}}},
 			Data: map[string][]byte{"DATABRICKS_TOKEN": []byte("eyJ.shared.token"), "DATABRICKS_HOST": []byte("https://adb-" + name)},
 		}
 	}
@@ -91,5 +96,42 @@ func TestCachedTargetSecretsShareTheirToken(t *testing.T) {
 	}
 	if x.Status.Conditions[0].Message != "valid" || x.Spec.Host != "https://adb-1.azuredatabricks.net" {
 		t.Error("values changed")
+	}
+}
+
+// TestLabelledSecretsNotOwnedByACredentialAreCachedAsStubs is the bound on what tenants can make
+// the manager hold: anyone can label a Secret dbtoken.io/credential, but only Secrets whose
+// controller owner is a credential are cached with their data.
+func TestLabelledSecretsNotOwnedByACredentialAreCachedAsStubs(t *testing.T) {
+	transform := ManagerCacheOptions(nil).DefaultTransform
+	big := bytes.Repeat([]byte("x"), 900<<10)
+	foreign := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "tenant", Name: "dbt-prod", UID: "u1", ResourceVersion: "7",
+			Labels:      map[string]string{v1alpha1.LabelCredential: "dbt-prod", "padding": string(big[:60])},
+			Annotations: map[string]string{"padding": string(big[:200<<10])},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "x", UID: "c1", Controller: ptr.To(true)},
+				{APIVersion: "v1", Kind: "Pod", Name: "y", UID: "p1"}}},
+		Data: map[string][]byte{"blob": big},
+	}
+	out, err := transform(foreign)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stub := out.(*corev1.Secret)
+	if len(stub.Data) != 0 || len(stub.Annotations) != 0 || len(stub.Labels) != 1 || len(stub.OwnerReferences) != 1 {
+		t.Fatalf("the stub keeps data %d, annotations %d, labels %v, owners %d", len(stub.Data), len(stub.Annotations), stub.Labels, len(stub.OwnerReferences))
+	}
+	if stub.Name != "dbt-prod" || stub.Namespace != "tenant" || stub.UID != "u1" || stub.ResourceVersion != "7" || metav1.GetControllerOf(stub).Kind != "ConfigMap" {
+		t.Fatalf("the stub must still say which Secret it is and who owns it: %+v", stub.ObjectMeta)
+	}
+
+	owned := foreign.DeepCopy()
+	owned.OwnerReferences = []metav1.OwnerReference{{APIVersion: v1alpha1.GroupVersion.String(), Kind: "DatabricksCredential", Name: "dbt-prod", UID: "d1", Controller: ptr.To(true)}}
+	out, err = transform(owned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.(*corev1.Secret); len(got.Data["blob"]) != len(big) {
+		t.Fatal("a Secret owned by a credential is cached with its data")
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
+	redactpkg "github.com/dbtoken/databricks-token-operator/internal/redact"
 	"github.com/dbtoken/databricks-token-operator/internal/refresh"
 )
 
@@ -110,11 +110,11 @@ type providerError struct {
 // body is read only for its JSON error fields; it is never copied into the result. The provider's
 // fields are redacted of secret before they are shortened, so that a truncation can never leave a
 // prefix of the secret behind.
-func classifyHTTP(status int, header http.Header, body []byte, now time.Time, secret string) *Error {
+func classifyHTTP(status int, header http.Header, body []byte, now time.Time, secrets ...string) *Error {
 	e := &Error{StatusCode: status, RetryAfter: refresh.ParseRetryAfter(header.Get("Retry-After"), now)}
 	var pe providerError
 	isJSON := json.Unmarshal(body, &pe) == nil && isJSONContentType(header.Get("Content-Type"), body)
-	pe.Error, pe.Description, pe.ErrorID = redact(pe.Error, secret), redact(pe.Description, secret), redact(pe.ErrorID, secret)
+	pe.Error, pe.Description, pe.ErrorID = redact(pe.Error, secrets...), redact(pe.Description, secrets...), redact(pe.ErrorID, secrets...)
 
 	switch {
 	case status == http.StatusTooManyRequests, status == http.StatusRequestTimeout, status >= 500:
@@ -175,16 +175,9 @@ func nonJSONNote(contentType string) string {
 	return fmt.Sprintf(" (non-JSON answer: %s; a proxy, firewall or IP access list may be in the way)", sanitize(ct, 64))
 }
 
-// redact replaces secret, verbatim or form-encoded, with "[redacted]".
-func redact(s, secret string) string {
-	if secret == "" {
-		return s
-	}
-	s = strings.ReplaceAll(s, secret, "[redacted]")
-	if q := url.QueryEscape(secret); q != secret {
-		s = strings.ReplaceAll(s, q, "[redacted]")
-	}
-	return s
+// redact replaces every secret, verbatim or encoded (form, base64), with "[redacted]".
+func redact(s string, secrets ...string) string {
+	return redactpkg.Values(s, secrets...)
 }
 
 func classifyProviderError(e *Error, pe providerError) *Error {

@@ -83,7 +83,19 @@ type ClientCredentials struct {
 	opts Options
 
 	mu         sync.Mutex
-	transports map[[32]byte]*http.Transport // keyed by CA bundle hash: one connection pool per trust set
+	transports map[[32]byte]*pooledTransport // keyed by CA bundle hash: one connection pool per trust set
+	uses       uint64                        // a counter that orders the transports by last use
+}
+
+// maxTransports bounds the connection pools kept, one per distinct CA bundle: anyone who may edit
+// a CA ConfigMap can make new bundles, and each pool holds its parsed roots and connections. The
+// least recently used pool beyond it is closed and dropped; a credential that needs it again gets
+// a new one.
+const maxTransports = 32
+
+type pooledTransport struct {
+	*http.Transport
+	lastUse uint64
 }
 
 var _ Provider = (*ClientCredentials)(nil)
@@ -99,7 +111,7 @@ func NewClientCredentials(opts Options) *ClientCredentials {
 	if opts.Observer == nil {
 		opts.Observer = noObserver{}
 	}
-	return &ClientCredentials{opts: opts, transports: map[[32]byte]*http.Transport{}}
+	return &ClientCredentials{opts: opts, transports: map[[32]byte]*pooledTransport{}}
 }
 
 // Token performs one exchange: client credentials through x/oauth2, or, for identities without a
@@ -273,13 +285,13 @@ func (p *ClientCredentials) classify(ctx context.Context, err error, rec *respon
 	}
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) && re.Response != nil {
-		return scrub(classifyHTTP(re.Response.StatusCode, re.Response.Header, re.Body, now, req.secret()), req)
+		return scrub(classifyHTTP(re.Response.StatusCode, re.Response.Header, re.Body, now, req.secrets()...), req)
 	}
 	status, header := rec.last()
 	if status != 0 && ctx.Err() == nil {
 		// x/oauth2 got an answer but could not read a token from it (malformed JSON, no
 		// access_token). The body is gone; what we know is the status and content type.
-		e := classifyHTTP(status, header, nil, now, req.secret())
+		e := classifyHTTP(status, header, nil, now, req.secrets()...)
 		if status >= 200 && status < 300 {
 			e.Message = "the token response could not be read (malformed, or no access_token)"
 			if ct := header.Get("Content-Type"); ct != "" && !isJSONContentType(ct, nil) {
@@ -314,12 +326,9 @@ func (p *ClientCredentials) classify(ctx context.Context, err error, rec *respon
 // scrub is the last line of defence: no text we return may contain the client secret (or the
 // ServiceAccount token or client assertion), whatever a provider chose to echo back.
 func scrub(e *Error, req Request) *Error {
-	secret := req.secret()
-	if secret == "" {
-		return e
-	}
+	secrets := req.secrets()
 	for _, s := range []*string{&e.Code, &e.Message, &e.Hint} {
-		*s = redact(*s, secret)
+		*s = redact(*s, secrets...)
 	}
 	return e
 }
@@ -347,8 +356,10 @@ func (p *ClientCredentials) transport(bundle []byte) (*http.Transport, error) {
 	key := sha256.Sum256(bundle)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.uses++
 	if t, ok := p.transports[key]; ok {
-		return t, nil
+		t.lastUse = p.uses
+		return t.Transport, nil
 	}
 	var pool *x509.CertPool
 	if p.opts.RootCAs != nil {
@@ -366,8 +377,25 @@ func (p *ClientCredentials) transport(bundle []byte) (*http.Transport, error) {
 	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	t.TLSHandshakeTimeout = 10 * time.Second
 	t.ResponseHeaderTimeout = p.opts.Timeout
-	p.transports[key] = t
+	if len(p.transports) >= maxTransports {
+		p.evictLocked()
+	}
+	p.transports[key] = &pooledTransport{Transport: t, lastUse: p.uses}
 	return t, nil
+}
+
+// evictLocked closes and drops the least recently used transport. An exchange still running on
+// it finishes: only idle connections are closed.
+func (p *ClientCredentials) evictLocked() {
+	var oldest [32]byte
+	first := true
+	for k, t := range p.transports {
+		if first || t.lastUse < p.transports[oldest].lastUse {
+			oldest, first = k, false
+		}
+	}
+	p.transports[oldest].CloseIdleConnections()
+	delete(p.transports, oldest)
 }
 
 // responseRecorder remembers the status and headers of the last answer, so a failure that

@@ -2,9 +2,14 @@ package token
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -564,6 +569,7 @@ func TestTokenRedactsEchoedSecret(t *testing.T) {
 		style  v1alpha1.AuthStyle
 		status int
 		body   func(sent string) string
+		header bool // sent is the whole Authorization header
 	}{
 		"description echoes the secret from the form": {
 			style: v1alpha1.AuthStyleParams, status: 401,
@@ -605,14 +611,26 @@ func TestTokenRedactsEchoedSecret(t *testing.T) {
 			style: v1alpha1.AuthStyleParams, status: 200,
 			body: func(sent string) string { return `{"error":"invalid_client","error_description":"` + sent + `"}` },
 		},
+		"description quotes the Authorization header (base64 of id:secret)": {
+			style: v1alpha1.AuthStyleHeader, status: 401,
+			body: func(sent string) string {
+				return `{"error":"invalid_client","error_description":"Client authentication failed for Authorization: ` + sent + `."}`
+			},
+			header: true,
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
+			var header string
 			ts, p := tlsServer(t, func(w http.ResponseWriter, r *http.Request) {
 				_ = r.ParseForm()
 				sent := r.PostForm.Get("client_secret")
 				if _, pw, ok := r.BasicAuth(); ok {
 					sent = pw // still form-encoded, as x/oauth2 sent it
+				}
+				if tc.header {
+					header = r.Header.Get("Authorization")
+					sent = header
 				}
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(tc.status)
@@ -623,6 +641,9 @@ func TestTokenRedactsEchoedSecret(t *testing.T) {
 			e := requireError(t, err, secret, escaped, secret[:6], escaped[:len(escaped)-3])
 			if !strings.Contains(e.Error(), "[red") {
 				t.Errorf("Error() = %q, want the echoed secret replaced by [redacted]", e)
+			}
+			if encoded := strings.TrimPrefix(header, "Basic "); encoded != "" && strings.Contains(e.Error(), encoded[4:len(encoded)-4]) {
+				t.Error("Error() still holds the base64 of the client ID and secret")
 			}
 		})
 	}
@@ -1009,5 +1030,36 @@ func TestTokenRefusesUnicodeHostTricks(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestTransportsAreBounded is the bound on connection pools: a CA bundle rewritten 60 times keeps
+// at most maxTransports pools, and a bundle in use keeps its pool.
+func TestTransportsAreBounded(t *testing.T) {
+	p := NewClientCredentials(Options{AllowedHosts: MustParseHostPolicy("127.0.0.1")})
+	inUse, err := p.transport(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 60 {
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(int64(i + 1)), Subject: pkix.Name{CommonName: fmt.Sprint("ca-", i)},
+			NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.transport(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})); err != nil {
+			t.Fatal(err)
+		}
+		if again, _ := p.transport(nil); again != inUse {
+			t.Fatal("the pool of a bundle in use was replaced")
+		}
+	}
+	if n := len(p.transports); n > maxTransports {
+		t.Fatalf("%d connection pools kept for 61 bundles, want at most %d", n, maxTransports)
 	}
 }

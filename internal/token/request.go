@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
+	redactpkg "github.com/dbtoken/databricks-token-operator/internal/redact"
 )
 
 // Kind names the identity block a Request was built from.
@@ -153,12 +154,10 @@ func (r Request) String() string {
 	return s
 }
 
-// secret is the credential material error texts must never contain.
-func (r Request) secret() string {
-	if r.ClientSecret != "" {
-		return r.ClientSecret
-	}
-	return r.assertion
+// secrets are the strings error texts must never contain, in any encoding: the client secret,
+// the client ID and secret as HTTP Basic carries them, and the assertion in flight.
+func (r Request) secrets() []string {
+	return append([]string{r.ClientSecret, r.assertion}, redactpkg.BasicCredentials(r.ClientID, r.ClientSecret)...)
 }
 
 // usesAssertion reports whether the client proves its identity with a JWT rather than a client
