@@ -118,15 +118,15 @@ func TestRender(t *testing.T) {
 			in: input(v1alpha1.TargetSecret{Data: map[string]string{
 				"quoted": `{{ printf "%q" .Hostname }}`,
 				"json":   `{"host": "{{ js .Host }}"}`,
-				"prefix": `{{ slice .Token 0 6 }}`,
-				"len":    `{{ len .Token | print }}`,
+				"prefix": `{{ slice .Host 0 8 }}`,
+				"len":    `{{ len .Hostname | print }}`,
 				"if":     `{{ if eq .Hostname "adb-1234567890123456.7.azuredatabricks.net" }}azure{{ else }}other{{ end }}`,
 			}}),
 			wantData: map[string]string{
 				"quoted": `"adb-1234567890123456.7.azuredatabricks.net"`,
 				"json":   `{"host": "https://adb-1234567890123456.7.azuredatabricks.net"}`,
-				"prefix": "eyJhbG",
-				"len":    "61",
+				"prefix": "https://",
+				"len":    "42",
 				"if":     "azure",
 			},
 			wantLabels: map[string]string{v1alpha1.LabelCredential: "dbt-prod"},
@@ -261,7 +261,7 @@ func TestRenderErrors(t *testing.T) {
 			wantIs:  errRange,
 		},
 		"range nested in if/else refused": {
-			in:      input(v1alpha1.TargetSecret{Data: map[string]string{"t": "{{ if .Token }}{{ else }}{{ with .Host }}{{ range . }}{{ end }}{{ end }}{{ end }}"}}),
+			in:      input(v1alpha1.TargetSecret{Data: map[string]string{"t": "{{ if .Hostname }}{{ else }}{{ with .Host }}{{ range . }}{{ end }}{{ end }}{{ end }}"}}),
 			wantKey: "t",
 			wantIs:  errRange,
 		},
@@ -364,21 +364,25 @@ func TestRenderErrors(t *testing.T) {
 	}
 }
 
-// TestTemplateErrorNeverContainsToken renders templates that fail in many ways, some of them
-// while holding the token or parts of it, and checks that neither the message nor the wrapped
-// error carries the token or a recognisable part of it.
+// TestTemplateErrorNeverContainsToken renders templates that fail in many ways, most of them
+// refused for computing on the token (they would once have failed while holding the token or parts
+// of it), and checks that neither the message nor the wrapped error carries the token or a
+// recognisable part of it.
 func TestTemplateErrorNeverContainsToken(t *testing.T) {
 	tests := map[string]struct {
 		template    string
 		wantMessage string
 	}{
-		"index out of range":          {template: `{{ index .Token 5000 }}`, wantMessage: "index out of range"},
-		"field of a string":           {template: `{{ .Token.Foo }}`, wantMessage: "can't evaluate field Foo"},
-		"call a string":               {template: `{{ call .Token }}`, wantMessage: "call"},
-		"compare with a number":       {template: `{{ eq .Token 1 }}`, wantMessage: "incompatible types"},
-		"argument to a field":         {template: `{{ .Token 1 }}`, wantMessage: "Token"},
-		"printf into a function":      {template: `{{ .Token | printf "%d" | index .Token }}`, wantMessage: "index"},
-		"slice past the end":          {template: `{{ slice .Token 10 5000 }}`, wantMessage: "out of range"},
+		"index out of range":          {template: `{{ index .Token 5000 }}`, wantMessage: errTokenUse.Error()},
+		"field of a string":           {template: `{{ .Token.Foo }}`, wantMessage: errTokenUse.Error()},
+		"call a string":               {template: `{{ call .Token }}`, wantMessage: errTokenUse.Error()},
+		"compare with a number":       {template: `{{ eq .Token 1 }}`, wantMessage: errTokenUse.Error()},
+		"argument to a field":         {template: `{{ .Token 1 }}`, wantMessage: errTokenUse.Error()},
+		"printf into a function":      {template: `{{ .Token | printf "%d" | index .Token }}`, wantMessage: errTokenUse.Error()},
+		"slice past the end":          {template: `{{ slice .Token 10 5000 }}`, wantMessage: errTokenUse.Error()},
+		"index out of range, host":    {template: `{{ index .Host 5000 }}`, wantMessage: "index out of range"},
+		"field of a string, host":     {template: `{{ .Host.Foo }}`, wantMessage: "can't evaluate field Foo"},
+		"field of a string, with":     {template: `{{ with .Host }}{{ .Token }}{{ end }}`, wantMessage: "can't evaluate field Token"},
 		"range over the token":        {template: `{{ range .Token }}{{ . }}{{ end }}`, wantMessage: "range is not supported"},
 		"token-prefix range":          {template: `{{ range slice .Token 0 20 }}{{ end }}`, wantMessage: "range is not supported"},
 		"missing key after the token": {template: `{{ .Token }}{{ .Missing }}`, wantMessage: `no entry for key "Missing"`},
@@ -386,7 +390,7 @@ func TestTemplateErrorNeverContainsToken(t *testing.T) {
 			template: `{{ "` + testToken + `" 1 }}`, wantMessage: redactedMarker,
 		},
 		"failure depending on the token's content": {
-			template: `{{ if eq (slice .Token 0 3) "eyJ" }}{{ index .Token 5000 }}{{ end }}`, wantMessage: msgOnlyWithToken,
+			template: `{{ if eq (slice .Token 0 3) "eyJ" }}{{ index .Token 5000 }}{{ end }}`, wantMessage: errTokenUse.Error(),
 		},
 	}
 	for name, tc := range tests {
@@ -482,13 +486,13 @@ func TestValidateTemplates(t *testing.T) {
 		target  v1alpha1.TargetSecret
 		wantKey string // "" means valid
 	}{
-		"no data":           {target: v1alpha1.TargetSecret{}},
-		"good templates":    {target: v1alpha1.TargetSecret{Data: map[string]string{"a": "{{ .Token }}", "b": "{{ .Hostname }}:{{ .ExpiresAt }}"}}},
-		"missing key":       {target: v1alpha1.TargetSecret{Data: map[string]string{"a": "{{ .Token }}", "b": "{{ .Expiry }}"}}, wantKey: "b"},
-		"parse error":       {target: v1alpha1.TargetSecret{Data: map[string]string{"a": "{{ if }}"}}, wantKey: "a"},
-		"range":             {target: v1alpha1.TargetSecret{Data: map[string]string{"a": "{{ range 3 }}{{ end }}"}}, wantKey: "a"},
-		"too large":         {target: v1alpha1.TargetSecret{Data: map[string]string{"a": `{{ printf "%0900000d" 0 }}{{ printf "%0900000d" 0 }}`}}, wantKey: "a"},
-		"indexing in range": {target: v1alpha1.TargetSecret{Data: map[string]string{"a": "{{ index .Token 40 }}"}}},
+		"no data":            {target: v1alpha1.TargetSecret{}},
+		"good templates":     {target: v1alpha1.TargetSecret{Data: map[string]string{"a": "{{ .Token }}", "b": "{{ .Hostname }}:{{ .ExpiresAt }}"}}},
+		"missing key":        {target: v1alpha1.TargetSecret{Data: map[string]string{"a": "{{ .Token }}", "b": "{{ .Expiry }}"}}, wantKey: "b"},
+		"parse error":        {target: v1alpha1.TargetSecret{Data: map[string]string{"a": "{{ if }}"}}, wantKey: "a"},
+		"range":              {target: v1alpha1.TargetSecret{Data: map[string]string{"a": "{{ range 3 }}{{ end }}"}}, wantKey: "a"},
+		"too large":          {target: v1alpha1.TargetSecret{Data: map[string]string{"a": `{{ printf "%0900000d" 0 }}{{ printf "%0900000d" 0 }}`}}, wantKey: "a"},
+		"indexing the token": {target: v1alpha1.TargetSecret{Data: map[string]string{"a": "{{ index .Token 40 }}"}}, wantKey: "a"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

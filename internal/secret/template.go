@@ -20,6 +20,17 @@ const (
 	// MaxDataBytes bounds the rendered data of one Secret: the API server refuses Secrets above
 	// 1 MiB (corev1.MaxSecretSize), so rendering stops there with a clear error instead of failing
 	// later on the write.
+	//
+	// This is the one outcome of rendering that depends on the token, and only on its length: the
+	// token rule (see checker) leaves the token nothing to do but be written out, so the rendered
+	// size is a size fixed by the template plus the token's length times a count fixed by the
+	// template. A spec author who pads a template to just under the limit can therefore learn the
+	// token's length from Ready, one bit per edit. That is accepted and documented: the length
+	// says nothing about the token's characters, and it is nearly the same for every token an
+	// identity is issued (a JWT's length follows from its claims and signing key, which are no
+	// secret). Hiding it would mean charging each {{ .Token }} an assumed maximum length instead:
+	// that refuses templates whose real data fits, and a token longer than the assumption would
+	// make the outcome depend on the length again.
 	MaxDataBytes = 1 << 20
 	// maxFuncBytes bounds what the string-building template functions (print, printf, println,
 	// html, js, urlquery) may allocate in one render, including values kept in variables and never
@@ -44,8 +55,9 @@ const (
 )
 
 // validationToken and validationExpiry stand in for the token and its expiry in
-// ValidateTemplates. The placeholder is about as long as a short Databricks token, so a template
-// indexing into the token is not refused for lengths real tokens have.
+// ValidateTemplates. Templates cannot compute on the token (see checker), so its content does not
+// matter; it is about as long as a short Databricks token, so the size check during validation is
+// close to the one with the real token.
 const validationToken = "dbtoken-placeholder-token-for-template-validation-0000000000000000"
 
 var validationExpiry = time.Date(2000, time.January, 1, 1, 0, 0, 0, time.UTC)
@@ -55,6 +67,11 @@ var (
 	errTemplateCall = errors.New("define, block and template are not supported: a template calling templates could stall the operator")
 	errDataTooLarge = fmt.Errorf("rendered data exceeds %d bytes, the Secret size limit", MaxDataBytes)
 	errFuncBudget   = fmt.Errorf("template functions would produce more than %d bytes", maxFuncBytes)
+	// errTokenUse and errDataUse refuse templates that could compute on the token (see checker).
+	errTokenUse = errors.New("uses .Token other than as {{ .Token }}: the token may only be written out as it is, " +
+		"in an action of its own; it cannot be tested, compared, measured, indexed, sliced, passed to a function or kept in a variable")
+	errDataUse = errors.New("uses the whole template data, which holds the token: name a field instead " +
+		"(.Host, .Hostname, .ExpiresAt, or .Token written out as {{ .Token }})")
 )
 
 // TemplateError reports a target.data template that fails to parse or render; the controller
@@ -63,16 +80,20 @@ var (
 // Templates are Go text/template with the fields .Token, .Host (host without trailing slashes),
 // .Hostname (host[:port], see Hostname) and .ExpiresAt (RFC 3339 UTC, see FormatTime), executed with
 // missingkey=error so a misspelt field fails instead of rendering "<no value>". Because they are
-// user input evaluated inside a shared operator, three things are refused: range loops; define,
-// block and template (a template calling templates can recurse exponentially); and more than
+// user input evaluated inside a shared operator, four things are refused: range loops; define,
+// block and template (a template calling templates can recurse exponentially); more than
 // MaxDataBytes of rendered data or maxFuncBytes built by print, printf, println, html, js and
-// urlquery. Without loops and calls a template runs in time linear in its length.
+// urlquery; and any use of the token other than writing it out as {{ .Token }}, and of the whole
+// data (. or $) that holds it (see checker: otherwise whether rendering fails would reveal the
+// token bit by bit). Without loops and calls a template runs in time linear in its length. All but
+// the size limit are decided on the template text when it is parsed, before any token exists.
 //
-// The message never contains the token. Parse errors cannot (the template was written before the
-// token existed), and an execution error is re-created by executing the same template with a
-// placeholder token of the same length: its message is reported if it fails alike, and a generic
-// message otherwise (the failure depends on the token's content). As a last guard every
-// occurrence of the token is replaced. Err holds the sanitised error.
+// The message never contains the token. Parse and token-rule errors cannot (the template was
+// written before the token existed), and an execution error is re-created by executing the same
+// template with a placeholder token of the same length: its message is reported if it fails
+// alike, and a generic message otherwise. Under the token rule no execution error depends on the
+// token's content, so the generic message is a guard that should never show. As a last guard
+// every occurrence of the token is replaced. Err holds the sanitised error.
 type TemplateError struct {
 	// Key is the target.data key whose template failed.
 	Key string
@@ -103,9 +124,10 @@ func newTemplateError(key string, err error, token string) *TemplateError {
 
 // ValidateTemplates renders target.data with a placeholder token and a fixed expiry, so the
 // controller can refuse a broken template (Ready=False, InvalidTemplate) before it requests a token
-// it could not write. It returns nil or a *TemplateError. A template that passes can still fail
-// with the real token when its failure depends on the token (for example `index .Token 200` with a
-// shorter token); Render reports that case.
+// it could not write. It returns nil or a *TemplateError. The token rule makes every outcome of
+// rendering independent of the token except the MaxDataBytes limit, so a template that passes
+// fails with the real token only when the token's length pushes the data over that limit; Render
+// reports that case.
 func ValidateTemplates(target v1alpha1.TargetSecret, host string) error {
 	if len(target.Data) == 0 {
 		return nil
@@ -154,7 +176,9 @@ func renderTemplates(templates map[string]string, v values) (map[string][]byte, 
 // containing the token: text/template formats some values into its messages (for example "range
 // can't iterate over <value>"). The template is executed again with a placeholder token of the
 // same length and the same budget left; its error is returned when it fails too, a generic one
-// otherwise. Limit errors are ours and safe as they are.
+// otherwise. Limit errors are ours and safe as they are. Since the token rule keeps the token out
+// of every computation, the placeholder run always fails alike; the re-run stays as a second line
+// of defence, should a future field or function let a template compute on the token again.
 func explainExecError(key, text string, v values, before budget, err error) error {
 	if errors.Is(err, errDataTooLarge) || errors.Is(err, errFuncBudget) {
 		return err
@@ -188,7 +212,8 @@ func run(key, text string, data map[string]string, b *budget) (out []byte, execu
 	return buf.Bytes(), true, nil
 }
 
-// parseTemplate parses text and refuses the constructs that could make execution unbounded.
+// parseTemplate parses text and refuses the constructs that could make execution unbounded, and
+// every use of the token other than writing it out (see checker).
 func parseTemplate(key, text string, b *budget) (*template.Template, error) {
 	t, err := template.New(key).Option("missingkey=error").Funcs(b.funcs()).Parse(text)
 	if err != nil {
@@ -200,27 +225,70 @@ func parseTemplate(key, text string, b *budget) (*template.Template, error) {
 	if t.Tree == nil {
 		return t, nil
 	}
-	return t, checkNodes(t.Tree.Root)
+	return t, checker{tree: t.Tree}.list(t.Tree.Root, true)
 }
 
-// checkNodes walks the control structures of a parsed template and refuses range and template
-// calls. Pipelines cannot contain control structures, so lists and if/with branches are all there
-// is to walk.
-func checkNodes(n parse.Node) error {
+// checker walks a parsed template and refuses range, template calls, and anything that could make
+// the outcome of rendering depend on the token.
+//
+// The token rule: the token may only be written out as it is, by an action whose whole pipeline is
+// the field .Token (or $.Token) — {{ .Token }}, {{- .Token -}}. Anywhere else .Token or $.Token is
+// refused: as a function or method argument, in a pipe, as the condition of if, else if or with,
+// in a variable declaration or assignment, or with further fields (.Token.X). So is the whole
+// template data wherever it holds the token: $, and . outside the body of a with (.Token could be
+// read from it with index, printed with {{ . }} or print ., or kept in a variable).
+//
+// Why: the author of a DatabricksCredential cannot read its Secret but sees Ready. If a template
+// could compute on the token, whether rendering fails would depend on the token's content, and
+// Ready=False/InvalidTemplate versus True would answer one yes/no question per spec edit, e.g.
+// {{ if eq (slice .Token 0 1) "e" }}{{ index .Token 999 }}{{ end }}: a 36-character token in
+// about 240 edits, without a new exchange. With the rule, the token reaches no function, branch
+// or variable, so every decision the template makes, every value it computes and every error it
+// raises is the same for every token, and the refusal itself is decided on the template text,
+// before any token exists. One thing still depends on the token: its length, through
+// MaxDataBytes (see there).
+//
+// .Host, .Hostname and .ExpiresAt stay fully usable. Inside the body of a with, dot is the value
+// of the with's pipeline, which the rule guarantees is not the data, so {{ with .Host }}{{ . }}
+// is allowed; variables hold values of checked pipelines only, so $x is never the data either.
+// The rule is conservative where it costs nothing: a .Token inside a with body (a field of a
+// string, which fails on every token alike) is treated as the token, and $ as the data even when
+// redeclared.
+type checker struct {
+	tree *parse.Tree
+}
+
+// list checks a list of nodes; dotIsData reports whether dot is the template data there.
+func (c checker) list(n *parse.ListNode, dotIsData bool) error {
+	if n == nil {
+		return nil
+	}
+	for _, node := range n.Nodes {
+		if err := c.node(node, dotIsData); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// node checks one node of a list. Pipelines cannot contain control structures, so lists and the
+// branches of if and with are all there is to walk besides pipelines; text and comments hold no
+// code, and break and continue exist only inside range.
+func (c checker) node(n parse.Node, dotIsData bool) error {
 	switch n := n.(type) {
 	case *parse.ListNode:
-		if n == nil {
+		return c.list(n, dotIsData)
+	case *parse.ActionNode:
+		if writesToken(n.Pipe) {
 			return nil
 		}
-		for _, c := range n.Nodes {
-			if err := checkNodes(c); err != nil {
-				return err
-			}
-		}
+		return c.pipe(n.Pipe, dotIsData)
 	case *parse.IfNode:
-		return checkBranch(&n.BranchNode)
+		return c.branch(&n.BranchNode, dotIsData, dotIsData)
 	case *parse.WithNode:
-		return checkBranch(&n.BranchNode)
+		// In the body, dot is the value of the with's pipeline, which pipe has just checked does
+		// not touch the data; the else branch (and else with) runs with the outer dot.
+		return c.branch(&n.BranchNode, dotIsData, false)
 	case *parse.RangeNode:
 		return errRange
 	case *parse.TemplateNode:
@@ -229,11 +297,82 @@ func checkNodes(n parse.Node) error {
 	return nil
 }
 
-func checkBranch(n *parse.BranchNode) error {
-	if err := checkNodes(n.List); err != nil {
+func (c checker) branch(n *parse.BranchNode, dotIsData, bodyDotIsData bool) error {
+	if err := c.pipe(n.Pipe, dotIsData); err != nil {
 		return err
 	}
-	return checkNodes(n.ElseList)
+	if err := c.list(n.List, bodyDotIsData); err != nil {
+		return err
+	}
+	return c.list(n.ElseList, dotIsData)
+}
+
+// pipe checks a pipeline that is not a bare {{ .Token }}: none of its arguments may be the token or
+// the data. Declared and assigned variables are names, not values, and need no check.
+func (c checker) pipe(p *parse.PipeNode, dotIsData bool) error {
+	if p == nil {
+		return nil
+	}
+	for _, cmd := range p.Cmds {
+		for _, arg := range cmd.Args {
+			if err := c.arg(arg, dotIsData); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// arg checks one operand of a command.
+func (c checker) arg(n parse.Node, dotIsData bool) error {
+	switch n := n.(type) {
+	case *parse.FieldNode:
+		if n.Ident[0] == "Token" {
+			return c.refuse(n, errTokenUse)
+		}
+	case *parse.VariableNode:
+		if n.Ident[0] == "$" {
+			if len(n.Ident) == 1 {
+				return c.refuse(n, errDataUse)
+			}
+			if n.Ident[1] == "Token" {
+				return c.refuse(n, errTokenUse)
+			}
+		}
+	case *parse.DotNode:
+		if dotIsData {
+			return c.refuse(n, errDataUse)
+		}
+	case *parse.ChainNode:
+		// (pipeline).Field or function.Field: the fields apply to a value the operand check
+		// guarantees is not the data.
+		return c.arg(n.Node, dotIsData)
+	case *parse.PipeNode:
+		return c.pipe(n, dotIsData)
+	}
+	return nil
+}
+
+// refuse reports a refused use of the token or the data at n, located like text/template's own
+// errors. The location and context come from the template text, never from the token.
+func (c checker) refuse(n parse.Node, err error) error {
+	location, context := c.tree.ErrorContext(n)
+	return fmt.Errorf("template: %s: at <%s>: %w", location, context, err)
+}
+
+// writesToken reports whether p is exactly .Token or $.Token: one command of one argument, no
+// variables, no further fields.
+func writesToken(p *parse.PipeNode) bool {
+	if p == nil || p.IsAssign || len(p.Decl) != 0 || len(p.Cmds) != 1 || len(p.Cmds[0].Args) != 1 {
+		return false
+	}
+	switch n := p.Cmds[0].Args[0].(type) {
+	case *parse.FieldNode:
+		return len(n.Ident) == 1 && n.Ident[0] == "Token"
+	case *parse.VariableNode:
+		return len(n.Ident) == 2 && n.Ident[0] == "$" && n.Ident[1] == "Token"
+	}
+	return false
 }
 
 // budget counts what one render has written and what its template functions have built.
@@ -313,7 +452,8 @@ func (b *budget) charge(s string) (string, error) {
 }
 
 // argSize is an upper bound of the %v size of a template value: its length for a string, the sum
-// of its entries for the dot map, otherArgSize for anything else (numbers, bools, nil).
+// of its entries for the dot map (which the token rule no longer lets reach a function; the case
+// stays so the bound holds regardless), otherArgSize for anything else (numbers, bools, nil).
 func argSize(a any) int {
 	switch a := a.(type) {
 	case string:
