@@ -348,10 +348,15 @@ type TargetSecret struct {
 	// holds exactly these keys, each rendered with .Token (the access token), .Host (the host URL),
 	// .Hostname (host[:port], no scheme, as dbt's profiles.yml wants) and .ExpiresAt (RFC 3339).
 	// Example: {"profiles.yml": "...\n      host: {{ .Hostname }}\n      token: {{ .Token }}\n",
-	// "DATABRICKS_TOKEN": "{{ .Token }}"}. A template that fails to parse or render makes the
-	// credential Ready=False with reason InvalidTemplate and leaves an existing Secret untouched.
-	// Because one template must not stall the operator for everyone, range, define, block and
-	// template actions are refused and the rendered data is capped at 1 MiB.
+	// "DATABRICKS_TOKEN": "{{ .Token }}"}. The token may only be written out as it is: as
+	// {{ .Token }} (or {{ $.Token }}) alone in its action. A template that tests, compares,
+	// measures, indexes, slices or transforms .Token, passes it to a function or keeps it in a
+	// variable is refused, as is one that prints or passes on the whole data (. or $): whether such
+	// a template fails would reveal the token, bit by bit, to whoever reads the status. .Host,
+	// .Hostname and .ExpiresAt may be used freely. A template that fails to parse or render makes
+	// the credential Ready=False with reason InvalidTemplate and leaves an existing Secret
+	// untouched. Because one template must not stall the operator for everyone, range, define,
+	// block and template actions are refused and the rendered data is capped at 1 MiB.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=32
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[-._a-zA-Z0-9]+$') && size(k) <= 253)",message="target.data keys must be valid Secret keys (letters, digits, '-', '_', '.')"
