@@ -503,6 +503,29 @@ func refreshSpecification(kind kindUnderTest) {
 		Expect(provider.Calls()).To(Equal(1))
 	})
 
+	It("refuses a template that computes on the token alike for every token, before any exchange", func() {
+		create()
+		reconcile()
+		rv := target().ResourceVersion
+		first := secretToken()[:1]
+		wrong := "#" // not a character of a JWT
+		var messages []string
+		for _, guess := range []string{first, wrong} {
+			// The template oracle (issue 11): before the token rule, the right guess failed
+			// (InvalidTemplate) and the wrong one rendered (TokenIssued), one character per edit.
+			update(func(f commonFields) {
+				f.Target.Data = map[string]string{"t": `{{ if eq (slice .Token 0 1) "` + guess + `" }}{{ index .Token 99999 }}{{ end }}`}
+			})
+			reconcile()
+			Expect(reason()).To(Equal("False/InvalidTemplate"))
+			messages = append(messages, readyOf().Message)
+		}
+		Expect(messages[0]).To(ContainSubstring("uses .Token other than as {{ .Token }}"))
+		Expect(messages[1]).To(Equal(messages[0]))
+		Expect(target().ResourceVersion).To(Equal(rv))
+		Expect(provider.Calls()).To(Equal(1))
+	})
+
 	It("reports a Secret owned by someone else as SecretConflict without an exchange", func() {
 		Expect(k8sClient.Create(suiteCtx, &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: kind.targetName(cred), Labels: map[string]string{v1alpha1.LabelCredential: cred.GetName()},

@@ -2,6 +2,7 @@ package packaging
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -87,5 +88,46 @@ func TestDBTSamplesRenderWhatDBTExpects(t *testing.T) {
 	}
 	if !strings.Contains(profilesYAML, "env_var('DBT_ENV_SECRET_DATABRICKS_TOKEN')") {
 		t.Error("the env sample's profiles.yml must read the token with env_var('DBT_ENV_SECRET_DATABRICKS_TOKEN')")
+	}
+}
+
+// TestSampleTemplatesPassValidation checks every target.data template of every credential in
+// config/samples with the validator the controller runs before an exchange, so no sample teaches a
+// template the operator refuses (e.g. one that computes on .Token, which the token rule forbids).
+func TestSampleTemplatesPassValidation(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(repoRoot, "config", "samples", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	templated := 0
+	for _, file := range files {
+		rel, _ := filepath.Rel(repoRoot, file)
+		for _, m := range parseManifests(t, readFile(t, rel)) {
+			var spec struct {
+				Host   string
+				Target v1alpha1.TargetSecret
+			}
+			switch m.Kind {
+			case "DatabricksCredential", "ClusterDatabricksCredential":
+				var obj struct{ Spec json.RawMessage }
+				if err := json.Unmarshal(m.JSON, &obj); err != nil {
+					t.Fatal(err)
+				}
+				if err := json.Unmarshal(obj.Spec, &spec); err != nil {
+					t.Fatalf("%s %s: %v", rel, m.Name, err)
+				}
+			default:
+				continue
+			}
+			if len(spec.Target.Data) > 0 {
+				templated++
+			}
+			if err := secret.ValidateTemplates(spec.Target, spec.Host); err != nil {
+				t.Errorf("%s: %s %s: %v", rel, m.Kind, m.Name, err)
+			}
+		}
+	}
+	if templated == 0 {
+		t.Error("no sample credential has target.data templates; the check checked nothing")
 	}
 }
