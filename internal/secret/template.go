@@ -85,8 +85,9 @@ var (
 // MaxDataBytes of rendered data or maxFuncBytes built by print, printf, println, html, js and
 // urlquery; and any use of the token other than writing it out as {{ .Token }}, and of the whole
 // data (. or $) that holds it (see checker: otherwise whether rendering fails would reveal the
-// token bit by bit). Without loops and calls a template runs in time linear in its length. All but
-// the size limit are decided on the template text when it is parsed, before any token exists.
+// token bit by bit). Without loops and calls a template runs in time linear in its length. Loops,
+// calls and token uses are refused on the template text when it is parsed, before any token
+// exists; only the size limits are met while rendering.
 //
 // The message never contains the token. Parse and token-rule errors cannot (the template was
 // written before the token existed), and an execution error is re-created by executing the same
