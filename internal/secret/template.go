@@ -239,11 +239,11 @@ func parseTemplate(key, text string, b *budget) (*template.Template, error) {
 // template data wherever it holds the token: $, and . outside the body of a with (.Token could be
 // read from it with index, printed with {{ . }} or print ., or kept in a variable).
 //
-// Why: the author of a DatabricksCredential cannot read its Secret but sees Ready. If a template
-// could compute on the token, whether rendering fails would depend on the token's content, and
-// Ready=False/InvalidTemplate versus True would answer one yes/no question per spec edit, e.g.
-// {{ if eq (slice .Token 0 1) "e" }}{{ index .Token 999 }}{{ end }}: a 36-character token in
-// about 240 edits, without a new exchange. With the rule, the token reaches no function, branch
+// Why: whoever may edit a credential sees its Ready condition, though perhaps not its Secret. If a
+// template could compute on the token, whether rendering fails would depend on the token's
+// content, and Ready=False/InvalidTemplate versus True would answer one yes/no question per spec
+// edit, e.g. {{ if eq (slice .Token 0 1) "e" }}{{ index .Token 999 }}{{ end }}: a 36-character
+// token in about 240 edits, without a new exchange. With the rule, the token reaches no function, branch
 // or variable, so every decision the template makes, every value it computes and every error it
 // raises is the same for every token, and the refusal itself is decided on the template text,
 // before any token exists. One thing still depends on the token: its length, through
