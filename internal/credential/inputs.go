@@ -97,6 +97,9 @@ func (d *Deps) clientCredentials(ctx context.Context, refs referenceReader, ref 
 				Message: fmt.Sprintf("Secret %q with the client credentials does not exist in namespace %q", ref.Name, ref.Namespace),
 				Hint:    "create it (keys " + idKey + " and " + secretKey + "); the credential is retried as soon as it appears"}
 		}
+		if apierrors.IsForbidden(err) {
+			return "", "", errReadForbidden("Secret", ref.NamespacedName)
+		}
 		return "", "", err
 	}
 	if clientID, err = secretValue(&sec, idKey); err != nil {
@@ -118,6 +121,9 @@ func (d *Deps) clientCertificate(ctx context.Context, refs referenceReader, key 
 				Message: fmt.Sprintf("Secret %q with the client certificate does not exist in namespace %q", key.Name, key.Namespace),
 				Hint:    "create it as a kubernetes.io/tls Secret (keys tls.crt and tls.key), e.g. with a cert-manager Certificate; the credential is retried as soon as it appears"}
 		}
+		if apierrors.IsForbidden(err) {
+			return nil, nil, errReadForbidden("Secret", key)
+		}
 		return nil, nil, err
 	}
 	for _, k := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey} {
@@ -138,9 +144,24 @@ func (d *Deps) serviceAccountExists(ctx context.Context, refs referenceReader, k
 		if apierrors.IsNotFound(err) {
 			return errServiceAccountNotFound(key.Namespace, key.Name)
 		}
+		if apierrors.IsForbidden(err) {
+			return errReadForbidden("ServiceAccount", key)
+		}
 		return err
 	}
 	return nil
+}
+
+// errReadForbidden reports a referenced object the manager may not read: its RBAC does not reach
+// the object's namespace. With the Helm chart's watchNamespaces the manager holds Roles in the
+// watched namespaces only, so this is what a ClusterDatabricksCredential whose clientSecretRef or
+// caBundleRef names another namespace gets (docs/rbac.md). Only a person can fix it, so it is a
+// condition rather than a retry. The API's message is not quoted: it adds only the manager's user name.
+func errReadForbidden(kind string, key types.NamespacedName) *ConditionError {
+	return &ConditionError{Reason: v1alpha1.ReasonUnauthorized,
+		Message: fmt.Sprintf("the operator may not read %s %q in namespace %q (Forbidden)", kind, key.Name, key.Namespace),
+		Hint: "its RBAC does not reach that namespace: with --namespaces (Helm: watchNamespaces) it holds Roles only in the watched namespaces; " +
+			"keep the object in one of them, or add its namespace to watchNamespaces"}
 }
 
 func errServiceAccountNotFound(namespace, name string) *ConditionError {
@@ -176,7 +197,7 @@ func serviceAccountToken(ctx context.Context, c client.Client, sa token.ServiceA
 		case apierrors.IsForbidden(err):
 			return "", &token.Error{Reason: v1alpha1.ReasonUnauthorized, Code: "Forbidden",
 				Message: fmt.Sprintf("the operator may not request tokens for ServiceAccount %q in namespace %q", sa.Name, sa.Namespace),
-				Hint:    "its ClusterRole needs create on serviceaccounts/token (config/rbac/role.yaml, dist/install.yaml or the Helm chart of this version)"}
+				Hint:    "its ClusterRole (with the Helm chart's watchNamespaces: its Role in this namespace) needs create on serviceaccounts/token (config/rbac/role.yaml, dist/install.yaml or the Helm chart of this version)"}
 		}
 		return "", err // the provider reports it as a transient failure, without its text
 	}
@@ -226,6 +247,9 @@ func (d *Deps) caBundle(ctx context.Context, refs referenceReader, ref ConfigMap
 			return nil, &ConditionError{Reason: v1alpha1.ReasonSecretNotFound,
 				Message: fmt.Sprintf("ConfigMap %q named by caBundleRef does not exist in namespace %q", ref.Name, ref.Namespace),
 				Hint:    "create it with the PEM CA certificates, or remove spec.caBundleRef"}
+		}
+		if apierrors.IsForbidden(err) {
+			return nil, errReadForbidden("ConfigMap", ref.NamespacedName)
 		}
 		return nil, err
 	}
