@@ -196,6 +196,10 @@ func TestChartTemplate(t *testing.T) {
 			"ServiceAccount/dbtoken-manager",
 			"ClusterRole/dbtoken-manager-role",
 			"ClusterRoleBinding/dbtoken-manager-rolebinding",
+			"Role/dbtoken-manager-role", // in analytics and in dbt
+			"RoleBinding/dbtoken-manager-rolebinding",
+			"Role/dbtoken-manager-events-role", // in default
+			"RoleBinding/dbtoken-manager-events-rolebinding",
 			"Deployment/dbtoken-controller-manager",
 		},
 		noObjects: []string{
@@ -249,6 +253,16 @@ func TestChartTemplate(t *testing.T) {
 			if s := binding.Subjects[0]; s.Name != "dbtoken-manager" || s.Namespace != chartNamespace {
 				t.Errorf("manager ClusterRoleBinding subject = %+v", s)
 			}
+			var roleNamespaces []string
+			for _, o := range objs {
+				if o.Kind == "Role" && o.Name == "dbtoken-manager-role" {
+					roleNamespaces = append(roleNamespaces, o.Namespace)
+				}
+			}
+			slices.Sort(roleNamespaces)
+			if !slices.Equal(roleNamespaces, []string{"analytics", "dbt"}) {
+				t.Errorf("manager Roles in %v, want in analytics and dbt", roleNamespaces)
+			}
 		},
 	}, {
 		name:    "plain-HTTP metrics and three replicas",
@@ -274,7 +288,10 @@ metrics:
 			}
 		},
 	}}
-	ensureNamespace(t, chartNamespace)
+	// The namespaces of everyValue's watchNamespaces, where its Roles go.
+	for _, ns := range []string{chartNamespace, "analytics", "dbt"} {
+		ensureNamespace(t, ns)
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			out := mustTemplate(t, tt.release, tt.values, "--include-crds")
@@ -336,6 +353,7 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{"hosts as a string", "allowedTokenHosts: login.microsoftonline.com\n", "allowedTokenHosts"},
 		{"host with a scheme", "allowedTokenHosts: [\"https://idp.example.com\"]\n", "allowedTokenHosts"},
 		{"timeout without a unit", "tokenTimeout: \"30\"\n", "tokenTimeout"},
+		{"a namespace twice", "watchNamespaces: [analytics, dbt, analytics]\n", "watchNamespaces"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := helmTemplate(t, "dbtoken", tt.values)
@@ -383,8 +401,10 @@ func TestChartCRDsMatchGenerated(t *testing.T) {
 
 // TestChartRBACMatchesConfig: every role of the chart grants exactly what its counterpart in
 // config/rbac grants. The manager role is generated from the controller's RBAC markers, so a new
-// permission there must reach the chart too.
+// permission there must reach the chart too: in the cluster-wide ClusterRole, and with
+// watchNamespaces in the ClusterRole or the per-namespace Role, depending on the resource's scope.
 func TestChartRBACMatchesConfig(t *testing.T) {
+	t.Run("watchNamespaces", namespacedRBACMatchesConfig)
 	objs := parseManifests(t, mustTemplate(t, "databricks-token-operator", ""))
 	for _, tt := range []struct{ kind, chartName, configFile string }{
 		{"ClusterRole", "databricks-token-operator-manager-role", "config/rbac/role.yaml"},
@@ -456,7 +476,9 @@ func isSubsequence(got, want []string) bool {
 // value set.
 func TestChartInstall(t *testing.T) {
 	cfg := apiServer(t).Kubeconfig
-	ensureNamespace(t, chartNamespace)
+	for _, ns := range []string{chartNamespace, "analytics", "dbt"} {
+		ensureNamespace(t, ns)
+	}
 	for _, tt := range []struct {
 		name, release, values string
 		wantNotes, noNotes    []string
