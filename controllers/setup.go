@@ -138,6 +138,11 @@ func NewClusterDatabricksCredentialReconciler(shared *Shared, recorder events.Ev
 	return &ClusterDatabricksCredentialReconciler{newAdapter(shared, recorder)}
 }
 
+// RBAC markers (here and in both controllers) generate config/rbac/role.yaml. A new permission
+// must also reach dist/chart/templates/manager-rbac.yaml: the ClusterRole without watchNamespaces,
+// and with it the ClusterRole (cluster-scoped resources) or the per-namespace Role (namespaced
+// ones); TestChartRBACMatchesConfig fails until it does. docs/rbac.md says why each exists.
+//
 // Both credential kinds: read and watch them, write their status.
 // +kubebuilder:rbac:groups=dbtoken.io,resources=databrickscredentials;clusterdatabrickscredentials,verbs=get;list;watch
 // +kubebuilder:rbac:groups=dbtoken.io,resources=databrickscredentials/status;clusterdatabrickscredentials/status,verbs=get;update;patch
