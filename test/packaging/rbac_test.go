@@ -261,7 +261,6 @@ func TestChartNamespacedRBACRunsManager(t *testing.T) {
 	ctx := context.Background()
 	const (
 		release = "rbac-run"
-		full    = release + "-databricks-token-operator"
 		nsA     = "rbac-a"
 		nsB     = "rbac-b"
 		nsC     = "rbac-c"
