@@ -55,7 +55,7 @@ func TestResolveReportsForbiddenReferences(t *testing.T) {
 		"CA ConfigMap":              {Identity{Spec: spec, CABundle: &ConfigMapKey{NamespacedName: key}}, `ConfigMap "sp" in namespace "elsewhere"`},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := d.resolve(context.Background(), tt.id)
+			_, err := d.resolve(context.Background(), Waiter{}, tt.id)
 			var cerr *ConditionError
 			if !errors.As(err, &cerr) {
 				t.Fatalf("resolve = %v, want a *ConditionError", err)
