@@ -370,6 +370,20 @@ var gitopsCases = []gitopsCase{
 		h.reconcile()
 		Expect(h.ready()).To(Equal("True/RefreshFailing"))
 	}},
+	{reason: v1alpha1.ReasonTokenPending, ready: "Unknown", produce: func(h *gitopsHarness) {
+		answer := make(chan struct{})
+		DeferCleanup(func() { close(answer) })
+		h.fake.TokenFunc = func(ctx context.Context, _ token.Request) (token.Token, error) {
+			select {
+			case <-answer:
+			case <-ctx.Done():
+			}
+			return token.Token{}, transientFailure
+		}
+		h.start()
+		h.reconcile()
+		Expect(h.ready()).To(Equal("Unknown/TokenPending"))
+	}},
 	{reason: v1alpha1.ReasonRefreshFailing, ready: "False", produce: func(h *gitopsHarness) {
 		h.failWith(transientFailure)
 		h.start()
@@ -478,7 +492,7 @@ func readyReasons() []string {
 	GinkgoHelper()
 	files, err := filepath.Glob("../api/v1alpha1/*_types.go")
 	Expect(err).NotTo(HaveOccurred())
-	re := regexp.MustCompile(`// Reason\w+ \((?:True|False)\)(?:[^\n]*\n\s*//)*[^\n]*\n\s*Reason\w+\s*=\s*"(\w+)"`)
+	re := regexp.MustCompile(`// Reason\w+ \((?:True|False|Unknown)\)(?:[^\n]*\n\s*//)*[^\n]*\n\s*Reason\w+\s*=\s*"(\w+)"`)
 	var reasons []string
 	for _, f := range files {
 		src, err := os.ReadFile(f)

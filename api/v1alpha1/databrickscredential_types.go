@@ -43,10 +43,18 @@ const (
 // has not expired.
 const ConditionReady = "Ready"
 
+// ConditionStalled is set True, with Ready's reason and message, while Ready is False for a
+// reason that no retry will clear by itself (everything but RefreshFailing): kstatus, which Flux
+// uses, reports such an object as Failed rather than InProgress. It is absent otherwise.
+const ConditionStalled = "Stalled"
+
 // Reasons of the Ready condition; they are also the reasons of the Events the controller emits.
 const (
 	// ReasonTokenIssued (True): the Secret holds a valid token for the current spec.
 	ReasonTokenIssued = "TokenIssued"
+	// ReasonTokenPending (Unknown): the first token request for the current spec is still running
+	// (a slow token endpoint); the pass returns and comes back when it finishes.
+	ReasonTokenPending = "TokenPending"
 	// ReasonRefreshFailing (True): the token is still valid but the last refresh failed.
 	ReasonRefreshFailing = "RefreshFailing"
 	// ReasonTokenExpired (False): refreshes keep failing and the token in the Secret has expired.

@@ -85,7 +85,6 @@ type Finder func(ctx context.Context) ([]Destination, error)
 // destination holds an unexpired token for the current spec.
 func (p *Pass) Run(ctx context.Context, s *Subject, id Identity, find Finder) (ctrl.Result, error) {
 	now := p.Clock.Now()
-	s.Status.ObservedGeneration = s.generation()
 	s.Status.SecretName = s.TargetName
 	if err := secret.ValidateTemplates(s.Target, s.Host); err != nil {
 		return p.notReady(s, v1alpha1.ReasonInvalidTemplate, err.Error(), now)
@@ -132,7 +131,7 @@ type run struct {
 }
 
 func (p *Pass) newRun(s *Subject, req token.Request, dests []Destination, now time.Time) *run {
-	r := &run{s: s, now: now, req: req, inputsHash: req.Hash(), selected: len(dests), newSpec: ReadyGeneration(s.Status) != s.generation()}
+	r := &run{s: s, now: now, req: req, inputsHash: req.Hash(), selected: len(dests), newSpec: !describesSpec(s)}
 	if t, ok := p.Tokens.Cached(r.inputsHash); ok {
 		r.held = &t
 	}
@@ -355,6 +354,13 @@ func (p *Pass) waitingOut(r *run) {
 	}
 }
 
+// describesSpec reports whether Ready already says something about the current spec (a token
+// request still running says nothing yet).
+func describesSpec(s *Subject) bool {
+	ready := readyCondition(s.Status.Conditions)
+	return ready.ObservedGeneration == s.generation() && ready.Reason != v1alpha1.ReasonTokenPending
+}
+
 // pendingRecheck is when a pass that left an exchange running looks again at the latest, should
 // its notification be lost; normally the exchange's completion brings it back at once.
 const pendingRecheck = time.Minute
@@ -367,6 +373,12 @@ func (p *Pass) exchangePending(r *run) (ctrl.Result, error) {
 	s := r.s
 	served := r.recordServed()
 	st := s.Status
+	if r.newSpec {
+		// Nothing is known about this spec yet: say so, so that GitOps tools wait rather than take
+		// a status without Ready, or one about an earlier spec, for the answer.
+		setReady(st, s.generation(), metav1.ConditionUnknown, v1alpha1.ReasonTokenPending,
+			"a token request for the current spec is in progress", r.now)
+	}
 	if st.ExpiresAt != nil && !r.now.Before(st.ExpiresAt.Time) && readyCondition(st.Conditions).Status == metav1.ConditionTrue {
 		if setReady(st, s.generation(), metav1.ConditionFalse, v1alpha1.ReasonTokenExpired,
 			fmt.Sprintf("the token in the Secret expired at %s; a refresh is in progress", rfc3339(st.ExpiresAt.Time)), r.now) {

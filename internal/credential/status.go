@@ -26,6 +26,18 @@ func setReady(st *v1alpha1.DatabricksCredentialStatus, generation int64, status 
 		ObservedGeneration: generation,
 		LastTransitionTime: metav1.NewTime(now),
 	})
+	// status.observedGeneration moves with Ready only: a pass that ends before it can say anything
+	// about a new spec (a refused write, a token request still running) must leave GitOps tools
+	// seeing the spec as not yet observed.
+	st.ObservedGeneration = generation
+	if status == metav1.ConditionFalse && reason != v1alpha1.ReasonRefreshFailing {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+			Type: v1alpha1.ConditionStalled, Status: metav1.ConditionTrue, Reason: reason, Message: message,
+			ObservedGeneration: generation, LastTransitionTime: metav1.NewTime(now),
+		})
+	} else {
+		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionStalled)
+	}
 	return changed
 }
 
