@@ -102,7 +102,9 @@ var _ = Describe("Metrics", Ordered, func() {
 		failures := with(with(badID, "result", "failure"), "reason", v1alpha1.ReasonInvalidClient)
 		Eventually(func() (float64, error) { return sample("dbtoken_credential_refresh_attempts_total", failures) }, 10*time.Second).Should(Equal(1.0))
 		// The gauges come from the manager's cache, which sees the status write a moment later.
-		Eventually(func() (float64, error) { return sample("dbtoken_credential_ready_status", with(badID, "condition", "False")) }, 5*time.Second).Should(Equal(1.0))
+		Eventually(func() (float64, error) {
+			return sample("dbtoken_credential_ready_status", with(badID, "condition", "False"))
+		}, 5*time.Second).Should(Equal(1.0))
 		Eventually(func() (float64, error) { return sample("dbtoken_credential_consecutive_failures", badID) }, 5*time.Second).Should(Equal(1.0))
 		Expect(sample("dbtoken_credential_consecutive_failures", id)).To(Equal(0.0))
 		Expect(sample("dbtoken_token_request_duration_seconds", map[string]string{"identity": "azure", "status_class": "4xx"})).To(BeNumerically(">=", 1))
