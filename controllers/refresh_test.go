@@ -233,13 +233,15 @@ func refreshSpecification(kind kindUnderTest) {
 		Expect(reconcile()).To(Equal(time.Second))
 		Expect(provider.Calls()).To(Equal(1))
 
-		By("at the refresh time a new token replaces the old one")
+		By("at the refresh time a new token replaces the old one, quietly: a routine refresh writes no Event")
 		old := secretToken()
+		eventsSeen()
 		clk.SetTime(next)
 		reconcile()
 		Expect(provider.Calls()).To(Equal(2))
 		Expect(secretToken()).NotTo(Equal(old))
 		Expect(status().LastRefreshTime.Time).To(BeTemporally("==", next))
+		Expect(eventsSeen()).To(BeEmpty())
 	})
 
 	It("clamps a renewBefore longer than the token's lifetime to half of it, with a Warning", func() {
@@ -304,12 +306,14 @@ func refreshSpecification(kind kindUnderTest) {
 		reconcile()
 		Expect(provider.Calls()).To(Equal(3), "no request before Retry-After has passed")
 
-		By("success resets the failure count")
+		By("success resets the failure count, and is news")
 		succeed()
+		eventsSeen()
 		clk.Step(time.Second)
 		reconcile()
 		Expect(reason()).To(Equal("True/TokenIssued"))
 		Expect(status().FailedRefreshAttempts).To(BeZero())
+		Expect(eventsSeen()).To(ContainElement(HavePrefix("Normal TokenRefreshed")))
 	})
 
 	It("counts Retry-After from the answer, not from the start of the pass", func() {

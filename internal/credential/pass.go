@@ -124,7 +124,10 @@ type run struct {
 	inputsHash string
 	held       *token.Token
 	// newSpec: Ready does not describe this generation yet (a new credential or a spec change).
-	newSpec  bool
+	newSpec bool
+	// routine: the credential is healthy for this spec (Ready True, TokenIssued, no failed
+	// attempt), so a new token is its routine refresh, which needs no Event.
+	routine  bool
 	selected int
 	targets  []Destination
 	failures []v1alpha1.NamespaceFailure
@@ -132,6 +135,8 @@ type run struct {
 
 func (p *Pass) newRun(s *Subject, req token.Request, dests []Destination, now time.Time) *run {
 	r := &run{s: s, now: now, req: req, inputsHash: req.Hash(), selected: len(dests), newSpec: !describesSpec(s)}
+	ready := readyCondition(s.Status.Conditions)
+	r.routine = !r.newSpec && ready.Status == metav1.ConditionTrue && ready.Reason == v1alpha1.ReasonTokenIssued && s.Status.FailedRefreshAttempts == 0
 	if t, ok := p.Tokens.Cached(r.inputsHash); ok {
 		r.held = &t
 	}
@@ -300,16 +305,20 @@ func (p *Pass) finish(ctx context.Context, r *run, writeErrs []error, tok *token
 	return ctrl.Result{RequeueAfter: wait}, nil
 }
 
-// announce records a token new to the credential: an Event, a log line, and a Warning when
-// renewBefore had to be clamped.
+// announce records a token new to the credential: a log line, an Event where it is news (the first
+// token of a spec, or the first after failures — not the routine refresh of a healthy credential,
+// which status.expiresAt and the metrics already show), and a Warning when renewBefore had to be
+// clamped or is too short.
 func (p *Pass) announce(ctx context.Context, r *run, tok token.Token, next time.Time) {
 	s := r.s
 	where := fmt.Sprintf("Secret %q", s.TargetName)
 	if s.PerNamespace != nil {
 		where += fmt.Sprintf(" in %d namespaces", len(r.targets))
 	}
-	p.event(s, corev1.EventTypeNormal, v1alpha1.ReasonTokenRefreshed, "wrote a new token to %s, valid until %s; next refresh at %s",
-		where, rfc3339(tok.ExpiresAt), rfc3339(next))
+	if !r.routine {
+		p.event(s, corev1.EventTypeNormal, v1alpha1.ReasonTokenRefreshed, "wrote a new token to %s, valid until %s; next refresh at %s",
+			where, rfc3339(tok.ExpiresAt), rfc3339(next))
+	}
 	log.FromContext(ctx).Info("token refreshed", "secret", s.TargetName, "namespaces", len(r.targets),
 		"expiresAt", rfc3339(tok.ExpiresAt), "nextRefresh", rfc3339(next))
 	rb, clamped := EffectiveRenewBefore(s, tok.IssuedAt, tok.ExpiresAt)
