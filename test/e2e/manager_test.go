@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dbtoken/databricks-token-operator/internal/testenv"
 )
@@ -81,4 +83,24 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "…" + s[len(s)-n:]
+}
+
+// lineTime is the time of the first log line containing s (the manager logs JSON with "ts", an
+// RFC 3339 time in whole seconds).
+func (m *managerProc) lineTime(t *testing.T, s string) time.Time {
+	t.Helper()
+	for _, line := range strings.Split(m.logs.String(), "\n") {
+		if !strings.Contains(line, s) {
+			continue
+		}
+		var rec struct {
+			TS time.Time `json:"ts"`
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.TS.IsZero() {
+			t.Fatalf("log line without a ts: %.200s", line)
+		}
+		return rec.TS
+	}
+	t.Fatalf("%s never logged %q", m.Name, s)
+	return time.Time{}
 }
