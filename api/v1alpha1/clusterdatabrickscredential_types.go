@@ -368,15 +368,8 @@ func (c *ClusterDatabricksCredential) TargetName() string {
 }
 
 // IdentityKind names the identity block that is set (azure, databricks, oauth2), for metric
-// labels and logs; "unknown" when none is.
+// labels and logs; "unknown" when none is. It is the namespaced spec's, of CredentialSpec.
 func (s *ClusterDatabricksCredentialSpec) IdentityKind() string {
-	switch {
-	case s.Azure != nil:
-		return "azure"
-	case s.Databricks != nil:
-		return "databricks"
-	case s.OAuth2 != nil:
-		return "oauth2"
-	}
-	return "unknown"
+	spec := s.CredentialSpec()
+	return spec.IdentityKind()
 }

@@ -36,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
+	"github.com/dbtoken/databricks-token-operator/internal/testenv"
 )
 
 // Settings from `make test-cluster` (hack/test-cluster.sh).
@@ -159,16 +160,8 @@ func helm(t *testing.T, args ...string) result {
 // eventually polls cond until it holds, failing the test with its last message after timeout.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, msg := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %s", timeout, what, msg)
-		}
-		time.Sleep(500 * time.Millisecond)
+	if err := testenv.Eventually(timeout, 500*time.Millisecond, cond); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
 	}
 }
 

@@ -126,16 +126,8 @@ func rememberSecret(s string) string {
 // message after timeout.
 func eventually(t *testing.T, timeout, interval time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, msg := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %s", timeout, what, msg)
-		}
-		time.Sleep(interval)
+	if err := testenv.Eventually(timeout, interval, cond); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
 	}
 }
 
