@@ -404,10 +404,10 @@ var gitopsCases = []gitopsCase{
 		Expect(h.ready()).To(Equal("False/SecretNotFound"))
 	}},
 	{reason: v1alpha1.ReasonSecretKeyMissing, ready: "False", produce: func(h *gitopsHarness) {
-		Expect(k8sClient.Create(suiteCtx, &corev1.Secret{
+		createReference(&corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "sp"},
 			Data:       map[string][]byte{"client-id": []byte("client-1")},
-		})).To(Succeed())
+		})
 		h.create()
 		h.reconcile()
 		Expect(h.ready()).To(Equal("False/SecretKeyMissing"))
@@ -418,10 +418,10 @@ var gitopsCases = []gitopsCase{
 	{reason: v1alpha1.ReasonInvalidSpec, ready: "False", produce: func(h *gitopsHarness) {
 		// The manager's provider refuses a CA bundle without a certificate before dialling.
 		h.realProvider("*.cloud.databricks.com")
-		Expect(k8sClient.Create(suiteCtx, &corev1.ConfigMap{
+		createReference(&corev1.ConfigMap{
 			ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: "no-ca"},
 			Data:       map[string]string{"ca.crt": "not a certificate"},
-		})).To(Succeed())
+		})
 		h.setCABundle("no-ca")
 		h.start()
 		h.reconcile()

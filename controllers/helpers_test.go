@@ -13,9 +13,11 @@ import (
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
+	"github.com/dbtoken/databricks-token-operator/internal/kubecache"
 	"github.com/dbtoken/databricks-token-operator/internal/token/tokentest"
 )
 
@@ -49,12 +51,45 @@ func fakeIssued() []string {
 
 // newClientSecret creates a client-credentials Secret with a random, remembered secret.
 func newClientSecret(ns, name, clientID string) string {
+	return newClientSecretWith(ns, name, clientID, rememberSecret("s3cr3t-"+rand.String(32)))
+}
+
+// newDatabricksClient registers a Databricks client at the test IdP, then creates its
+// client-credentials Secret: the order an admin follows, so that a credential already waiting for
+// the Secret never exchanges a secret the IdP does not know yet (and backs off for minutes).
+func newDatabricksClient(ns, name, clientID string) string {
 	secret := rememberSecret("s3cr3t-" + rand.String(32))
-	Expect(k8sClient.Create(suiteCtx, &corev1.Secret{
+	idpServer.AddDatabricksClient(clientID, secret)
+	return newClientSecretWith(ns, name, clientID, secret)
+}
+
+func newClientSecretWith(ns, name, clientID, secret string) string {
+	createReference(&corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Data:       map[string][]byte{"client-id": []byte(clientID), "client-secret": []byte(secret)},
-	})).To(Succeed())
+	})
 	return secret
+}
+
+// createReference creates an object credentials refer to (a Secret or ConfigMap) and waits
+// until the reference cache has seen it.
+func createReference(obj client.Object) {
+	ExpectWithOffset(1, k8sClient.Create(suiteCtx, obj)).To(Succeed())
+	awaitReferenceCache(obj)
+}
+
+// awaitReferenceCache waits until the reference cache of the specs that call Reconcile directly
+// has seen obj at its current resourceVersion. Reconcilers learn of a changed reference from that
+// cache's watch, a moment after the write; a pass run in that moment still sees the old object,
+// as it would in production, where the watch event then triggers another pass.
+func awaitReferenceCache(obj client.Object) {
+	gvk, err := apiutil.GVKForObject(obj, scheme)
+	ExpectWithOffset(2, err).NotTo(HaveOccurred())
+	seen := kubecache.CoreMetadata(gvk.Kind)
+	EventuallyWithOffset(2, func() (string, error) {
+		err := referenceCache.Get(suiteCtx, client.ObjectKeyFromObject(obj), seen)
+		return seen.ResourceVersion, err
+	}, 10*time.Second, 10*time.Millisecond).Should(Equal(obj.GetResourceVersion()))
 }
 
 // rotateClientSecret replaces the secret value in an existing client-credentials Secret.
@@ -76,15 +111,16 @@ func rotateClientSecretTo(ns, name, secret string) string {
 	Expect(k8sClient.Get(suiteCtx, types.NamespacedName{Namespace: ns, Name: name}, &s)).To(Succeed())
 	s.Data["client-secret"] = []byte(secret)
 	Expect(k8sClient.Update(suiteCtx, &s)).To(Succeed())
+	awaitReferenceCache(&s)
 	return secret
 }
 
 // newCAConfigMap puts the test IdP's CA where caBundleRef can find it.
 func newCAConfigMap(ns string) *v1alpha1.CABundleReference {
-	Expect(k8sClient.Create(suiteCtx, &corev1.ConfigMap{
+	createReference(&corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "idp-ca"},
 		Data:       map[string]string{"ca.crt": string(idpServer.CACertPEM())},
-	})).To(Succeed())
+	})
 	return &v1alpha1.CABundleReference{Name: "idp-ca"}
 }
 

@@ -35,7 +35,7 @@ var _ = Describe("DatabricksCredential with a running manager", Ordered, func() 
 	It("issues a Databricks token over the exact wire shape and reports it in status", func() {
 		ns := newNamespace()
 		clientID := "db-sp-" + rand.String(6)
-		idpServer.AddDatabricksClient(clientID, newClientSecret(ns, "dbt-sp", clientID))
+		newDatabricksClient(ns, "dbt-sp", clientID)
 		cred := databricksCredential(ns, "dbt-prod", idpServer.URL(), "dbt-sp")
 		cred.Spec.CABundleRef = newCAConfigMap(ns)
 		cred.Spec.RenewBefore = &metav1.Duration{Duration: 20 * time.Minute}
@@ -128,7 +128,7 @@ var _ = Describe("DatabricksCredential with a running manager", Ordered, func() 
 	It("refreshes short-lived tokens before they expire, repeatedly", func() {
 		ns := newNamespace()
 		clientID := "short-" + rand.String(6)
-		idpServer.AddDatabricksClient(clientID, newClientSecret(ns, "sp", clientID))
+		newDatabricksClient(ns, "sp", clientID)
 		idpServer.SetTokenLifetime(6 * time.Second)
 		DeferCleanup(func() { idpServer.SetTokenLifetime(idp.DefaultTokenLifetime) })
 		cred := databricksCredential(ns, "short", idpServer.URL(), "sp")
@@ -155,7 +155,7 @@ var _ = Describe("DatabricksCredential with a running manager", Ordered, func() 
 	It("mints a new token within seconds when the client secret is rotated or the spec changes", func() {
 		ns := newNamespace()
 		clientID := "rot-" + rand.String(6)
-		idpServer.AddDatabricksClient(clientID, newClientSecret(ns, "sp", clientID))
+		newDatabricksClient(ns, "sp", clientID)
 		cred := databricksCredential(ns, "rot", idpServer.URL(), "sp")
 		cred.Spec.CABundleRef = newCAConfigMap(ns)
 		Expect(k8sClient.Create(suiteCtx, cred)).To(Succeed())
@@ -196,7 +196,7 @@ var _ = Describe("DatabricksCredential with a running manager", Ordered, func() 
 		Eventually(func() string { return readyReason(missing) }, 10*time.Second).Should(Equal("False/SecretNotFound"))
 		Expect(ready(getCred(missing)).Message).To(ContainSubstring(`Secret "not-yet"`))
 		clientID := "late-" + rand.String(6)
-		idpServer.AddDatabricksClient(clientID, newClientSecret(ns, "not-yet", clientID))
+		newDatabricksClient(ns, "not-yet", clientID)
 		Eventually(func() string { return readyReason(missing) }, 5*time.Second, 50*time.Millisecond).Should(Equal("True/TokenIssued"))
 
 		By("a Secret without the referenced key")
@@ -242,7 +242,7 @@ var _ = Describe("DatabricksCredential with a running manager", Ordered, func() 
 	It("leaves a pre-existing Secret it does not own untouched", func() {
 		ns := newNamespace()
 		clientID := "conflict-" + rand.String(6)
-		idpServer.AddDatabricksClient(clientID, newClientSecret(ns, "sp", clientID))
+		newDatabricksClient(ns, "sp", clientID)
 		theirs := &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "taken"},
 			Data:       map[string][]byte{"DATABRICKS_TOKEN": []byte("somebody-elses-pat")},
@@ -300,7 +300,7 @@ var _ = Describe("DatabricksCredential with a running manager", Ordered, func() 
 			clientID := "burst-" + rand.String(6)
 			clientIDs = append(clientIDs, clientID)
 			spName := fmt.Sprintf("sp-%d", i)
-			idpServer.AddDatabricksClient(clientID, newClientSecret(ns, spName, clientID))
+			newDatabricksClient(ns, spName, clientID)
 			for j := range n / 2 {
 				c := databricksCredential(ns, fmt.Sprintf("burst-%d-%02d", i, j), idpServer.URL(), spName)
 				c.Spec.CABundleRef = ca
@@ -350,7 +350,7 @@ var _ = Describe("DatabricksCredential with a running manager", Ordered, func() 
 	It("makes no token request after a restart while the token is fresh", func() {
 		ns := newNamespace()
 		clientID := "restart-" + rand.String(6)
-		idpServer.AddDatabricksClient(clientID, newClientSecret(ns, "sp", clientID))
+		newDatabricksClient(ns, "sp", clientID)
 		cred := databricksCredential(ns, "restart", idpServer.URL(), "sp")
 		cred.Spec.CABundleRef = newCAConfigMap(ns)
 		Expect(k8sClient.Create(suiteCtx, cred)).To(Succeed())

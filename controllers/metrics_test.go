@@ -74,7 +74,7 @@ var _ = Describe("Metrics", Ordered, func() {
 		ns := newNamespace()
 		ca := newCAConfigMap(ns)
 		clientID := "metrics-" + rand.String(6)
-		idpServer.AddDatabricksClient(clientID, newClientSecret(ns, "sp", clientID))
+		newDatabricksClient(ns, "sp", clientID)
 		good := databricksCredential(ns, "good", idpServer.URL(), "sp")
 		good.Spec.CABundleRef = ca
 		Expect(k8sClient.Create(suiteCtx, good)).To(Succeed())
