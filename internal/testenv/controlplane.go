@@ -41,6 +41,9 @@ type Options struct {
 	// BuildManager builds cmd/manager while the control plane starts, which takes about as long,
 	// instead of on the first StartManager.
 	BuildManager bool
+	// APIServerLog, when set, receives kube-apiserver's output (its klog lines), for tests that
+	// explain a failure by what the API server did.
+	APIServerLog io.Writer
 }
 
 // ControlPlane is a running envtest control plane.
@@ -89,7 +92,7 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 	cp.env = &envtest.Environment{CRDDirectoryPaths: crds, ErrorIfCRDPathMissing: true}
 	// Explicit paths: envtest prefers the KUBEBUILDER_ASSETS variable over BinaryAssetsDirectory,
 	// even when the variable is set but empty.
-	cp.env.ControlPlane.APIServer = &envtest.APIServer{Path: filepath.Join(assets, "kube-apiserver")}
+	cp.env.ControlPlane.APIServer = &envtest.APIServer{Path: filepath.Join(assets, "kube-apiserver"), Out: opts.APIServerLog, Err: opts.APIServerLog}
 	cp.env.ControlPlane.Etcd = &envtest.Etcd{Path: filepath.Join(assets, "etcd")}
 	for name, values := range opts.APIServerFlags {
 		cp.env.ControlPlane.APIServer.Configure().Set(name, values...)

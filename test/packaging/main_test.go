@@ -29,6 +29,8 @@ var (
 	envOnce      sync.Once
 	controlPlane *testenv.ControlPlane
 	envErr       error
+	// apiServerLog is what kube-apiserver printed, for failures that depend on what it did.
+	apiServerLog lockedBuffer
 
 	helmOnce sync.Once
 	helmPath string
@@ -58,7 +60,7 @@ func apiServer(t *testing.T) *testenv.ControlPlane {
 	envOnce.Do(func() {
 		var assets string
 		if assets, envErr = testenv.AssetsDir(context.Background(), os.Stderr); envErr == nil {
-			controlPlane, envErr = testenv.Start(context.Background(), testenv.Options{AssetsDir: assets})
+			controlPlane, envErr = testenv.Start(context.Background(), testenv.Options{AssetsDir: assets, APIServerLog: &apiServerLog})
 		}
 	})
 	if envErr != nil {
@@ -119,4 +121,32 @@ func firstDiff(committed, generated []byte) string {
 		}
 	}
 	return "no difference"
+}
+
+// lockedBuffer collects a process's output while tests read it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// Lines returns the last n lines that contain substr.
+func (b *lockedBuffer) Lines(substr string, n int) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, l := range strings.Split(b.buf.String(), "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out
 }
