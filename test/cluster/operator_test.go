@@ -76,6 +76,13 @@ func (o operator) waitRolledOut(t *testing.T, timeout time.Duration) []corev1.Po
 		if int32(len(pods)) != want {
 			return false, "pods: " + describePods(pods)
 		}
+		// The Deployment's status lags its pods: right after a pod is deleted it may still
+		// count it Ready while its replacement is Pending.
+		for i := range pods {
+			if pods[i].Status.Phase != corev1.PodRunning || !podReady(&pods[i]) {
+				return false, "pods: " + describePods(pods)
+			}
+		}
 		return true, ""
 	})
 	return pods
