@@ -143,7 +143,8 @@ func checkOperatorRuns(t *testing.T, o operator) []corev1.Pod {
 
 	t.Run("exactly one replica holds the Lease", func(t *testing.T) {
 		leader := waitLeader(t, o, pods, time.Minute)
-		logf(t, "leader: %s", leader)
+		figures, _ := readiness(t, pods)
+		logf(t, "leader: %s; container start → Ready: %s", leader, figures)
 	})
 
 	t.Run("the namespace enforces Pod Security restricted", func(t *testing.T) {
@@ -176,6 +177,55 @@ func checkOperatorRuns(t *testing.T, o operator) []corev1.Pod {
 		}
 	})
 	return pods
+}
+
+// readyAfterStart is how long after its manager container started a pod became Ready, both as
+// the kubelet reports them (container state and the Ready condition, to the second). With the
+// probes of the manifests (readiness first after 5 s, then every 10 s) a replica whose caches are
+// warm at start is Ready after about 5 s.
+func readyAfterStart(p *corev1.Pod) (time.Duration, error) {
+	var started, ready time.Time
+	for _, st := range p.Status.ContainerStatuses {
+		if st.Name == "manager" && st.State.Running != nil {
+			started = st.State.Running.StartedAt.Time
+		}
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			ready = c.LastTransitionTime.Time
+		}
+	}
+	if started.IsZero() || ready.IsZero() {
+		return 0, fmt.Errorf("%s: not running and Ready: %s", p.Name, describePods([]corev1.Pod{*p}))
+	}
+	return ready.Sub(started), nil
+}
+
+// readiness reports readyAfterStart for each pod, with the readiness probes that failed before
+// (the kubelet's Unhealthy events), and the longest.
+func readiness(t *testing.T, pods []corev1.Pod) (string, time.Duration) {
+	t.Helper()
+	var parts []string
+	var longest time.Duration
+	for i := range pods {
+		d, err := readyAfterStart(&pods[i])
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		longest = max(longest, d)
+		failed := 0
+		if evs, err := cs.CoreV1().Events(pods[i].Namespace).List(context.Background(), metav1.ListOptions{
+			FieldSelector: "involvedObject.name=" + pods[i].Name + ",reason=Unhealthy"}); err == nil {
+			for _, e := range evs.Items {
+				if strings.HasPrefix(e.Message, "Readiness probe failed") {
+					failed += int(max(e.Count, 1))
+				}
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s %s (%d failed readiness probes)", pods[i].Name, d, failed))
+	}
+	return strings.Join(parts, ", "), longest
 }
 
 func podReady(p *corev1.Pod) bool {
