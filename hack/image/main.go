@@ -16,7 +16,7 @@ import (
 )
 
 func main() {
-	kind := flag.String("kind", "", "manager, pause or consumer")
+	kind := flag.String("kind", "", "manager, pause, consumer or sdk-consumer")
 	ref := flag.String("ref", "", "image reference to tag it with, e.g. dbtoken.local/pause:1")
 	out := flag.String("o", "", "tarball to write")
 	root := flag.String("C", ".", "module root")
@@ -29,8 +29,10 @@ func main() {
 		spec = image.Pause(*ref)
 	case "consumer":
 		spec = image.Consumer(*ref)
+	case "sdk-consumer":
+		spec = image.SDKConsumer(*ref)
 	default:
-		fmt.Fprintln(os.Stderr, "image: -kind must be manager, pause or consumer")
+		fmt.Fprintln(os.Stderr, "image: -kind must be manager, pause, consumer or sdk-consumer")
 		os.Exit(2)
 	}
 	if *ref == "" || *out == "" {

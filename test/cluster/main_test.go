@@ -46,8 +46,10 @@ var (
 	nodeIP        string // where the test's servers listen (the node's address)
 	managerImage  string // the daemonless manager image, imported into the node
 	consumerImage string // the consumer job image
-	helmBin       string
-	kubectlBin    string
+	// sdkConsumerImage is the long-running Go SDK client of the token-server sidecar.
+	sdkConsumerImage string
+	helmBin          string
+	kubectlBin       string
 
 	restConfig *rest.Config
 	cs         *kubernetes.Clientset
@@ -79,11 +81,12 @@ func setup(m *testing.M) int {
 		return fail("%v", err)
 	}
 	for name, dst := range map[string]*string{
-		"KUBECONFIG":                  &kubeconfig,
-		"LOCAL_CLUSTER_NODE_IP":       &nodeIP,
-		"CLUSTER_TEST_MANAGER_IMAGE":  &managerImage,
-		"CLUSTER_TEST_CONSUMER_IMAGE": &consumerImage,
-		"HELM":                        &helmBin,
+		"KUBECONFIG":                      &kubeconfig,
+		"LOCAL_CLUSTER_NODE_IP":           &nodeIP,
+		"CLUSTER_TEST_MANAGER_IMAGE":      &managerImage,
+		"CLUSTER_TEST_CONSUMER_IMAGE":     &consumerImage,
+		"CLUSTER_TEST_SDK_CONSUMER_IMAGE": &sdkConsumerImage,
+		"HELM":                            &helmBin,
 	} {
 		if *dst = os.Getenv(name); *dst == "" {
 			return fail("%s is not set; run through `make test-cluster`", name)

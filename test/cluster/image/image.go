@@ -150,6 +150,15 @@ func Consumer(ref string) Spec {
 	}
 }
 
+// SDKConsumer is the long-running pod of the cluster test: a Databricks Go SDK client that takes
+// its tokens from the token-server sidecar (metadata-service authentication) and calls the
+// workspace in a loop across rotations.
+func SDKConsumer(ref string) Spec {
+	s := Consumer(ref)
+	s.Package, s.Binary, s.Entrypoint = "./test/cluster/image/sdkconsumer", "/sdkconsumer", []string{"/sdkconsumer"}
+	return s
+}
+
 // BuildBinary compiles pkg from the module at moduleRoot into out, statically, with the
 // Dockerfile's flags, for linux on this machine's architecture.
 func BuildBinary(ctx context.Context, moduleRoot, pkg, out string) error {
