@@ -169,6 +169,13 @@ func testHelm(t *testing.T) {
 	}
 	defer finishMonitor(t)
 
+	// The long-running pod runs while the checks below go on, so that its rotations also cross
+	// a leader's deletion and a rollout; it is checked once they are done.
+	var lr *longRun
+	t.Run("a long-running pod with the token-server sidecar starts", func(t *testing.T) {
+		lr = startLongRun(t, testNS)
+	})
+
 	t.Run("a CronJob's pods read the token and reach the workspace", func(t *testing.T) {
 		testConsumer(t, testNS, "databricks", mon)
 	})
@@ -218,6 +225,12 @@ func testHelm(t *testing.T) {
 		}
 		logf(t, "leader after the restart: %s", waitLeader(t, o, after, time.Minute))
 		waitAllRefreshed(t, mon, testNS, names, t0)
+	})
+	t.Run("a long-running Go SDK client works across three rotations delivered by the kubelet", func(t *testing.T) {
+		if lr == nil {
+			t.Fatal("the long-running pod did not start")
+		}
+		lr.finish(t, mon)
 	})
 	t.Run("no Secret ever held an expired token", finishMonitor)
 

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
@@ -45,9 +46,11 @@ const tokenLifetime = 2 * time.Minute
 type fakeEnv struct {
 	idp       *idp.Server
 	workspace *workspace.Server
-	caPEM     []byte // the test CA: what caBundleRef and the consumer's SSL_CERT_FILE hold
-	https     *http.Server
-	dns       net.PacketConn
+	// validations records every token the workspace checked, by fingerprint.
+	validations *validationLog
+	caPEM       []byte // the test CA: what caBundleRef and the consumer's SSL_CERT_FILE hold
+	https       *http.Server
+	dns         net.PacketConn
 }
 
 var fakes *fakeEnv
@@ -57,12 +60,13 @@ func startFakes() (*fakeEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	ws, err := workspace.Start(workspace.Options{Validator: id})
+	vl := &validationLog{next: id, byFP: map[string]*tokenChecks{}}
+	ws, err := workspace.Start(workspace.Options{Validator: vl})
 	if err != nil {
 		id.Close()
 		return nil, err
 	}
-	e := &fakeEnv{idp: id, workspace: ws}
+	e := &fakeEnv{idp: id, workspace: ws, validations: vl}
 	cert, caPEM, err := testCertificate([]string{entraHost, workspaceHost})
 	if err != nil {
 		e.close()
@@ -117,6 +121,52 @@ func (e *fakeEnv) close() {
 	if e.idp != nil {
 		e.idp.Close()
 	}
+}
+
+// validationLog is the workspace's token validator (the identity provider) with a record of what
+// it was asked: for each token, by fingerprint, how often it was accepted and refused, so that a
+// test can tell that every call of a client was made with a token the identity provider
+// considered valid at that moment.
+type validationLog struct {
+	next workspace.TokenValidator
+
+	mu   sync.Mutex
+	byFP map[string]*tokenChecks
+}
+
+// tokenChecks counts the workspace's checks of one token.
+type tokenChecks struct {
+	accepted, refused int
+	lastRefusal       string
+}
+
+func (v *validationLog) ValidateToken(tok string) (idp.Claims, error) {
+	claims, err := v.next.ValidateToken(tok)
+	fp := fingerprint(tok)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	c := v.byFP[fp]
+	if c == nil {
+		c = &tokenChecks{}
+		v.byFP[fp] = c
+	}
+	if err != nil {
+		c.refused++
+		c.lastRefusal = fmt.Sprintf("%s at %s", err, time.Now().Format("15:04:05.000"))
+	} else {
+		c.accepted++
+	}
+	return claims, err
+}
+
+// checks returns the workspace's checks of the token with fingerprint fp.
+func (v *validationLog) checks(fp string) tokenChecks {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if c := v.byFP[fp]; c != nil {
+		return *c
+	}
+	return tokenChecks{}
 }
 
 // serveDNS answers A queries for names with addr, AAAA queries for them with no record, and
