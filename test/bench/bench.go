@@ -261,7 +261,7 @@ func (b *bench) phaseCreate(ctx context.Context) error {
 	pollCh := make(chan pollResult, 1)
 	pctx, pcancel := context.WithCancel(ctx)
 	defer pcancel()
-	go func() { pollCh <- b.pollReady(pctx, "create", st.at) }()
+	go func() { pollCh <- b.pollReady(pctx, "create", st.at, b.layout) }()
 	created, calls, cerr := createCredentials(ctx, b.cl, b.layout, b.idp.URL(), b.cfg.Concurrency, b.tracker.markWrite)
 	p.BurstSecs = secs(time.Since(st.at))
 	var done []float64
@@ -277,7 +277,7 @@ func (b *bench) phaseCreate(ctx context.Context) error {
 		logf("create: burst done in %.1fs", p.BurstSecs)
 	}
 	pr := <-pollCh
-	b.recordReady(p, st.at, pr, func(i int) time.Time { return created[i] })
+	b.recordReady(p, b.layout, st.at, pr, func(i int) time.Time { return created[i] })
 	if cerr != nil {
 		return b.finish(ctx, p, st, cerr)
 	}
@@ -310,8 +310,8 @@ func (b *bench) phaseRestart(ctx context.Context, name, what string) error {
 	st.at = m.Started // measured from the launch of the new process
 	p.Manager = m.Name
 	p.ReadyzSecs = secs(m.ReadyAt.Sub(m.Started))
-	pr := b.pollReady(ctx, name, st.at)
-	b.recordReady(p, st.at, pr, func(int) time.Time { return st.at })
+	pr := b.pollReady(ctx, name, st.at, b.layout)
+	b.recordReady(p, b.layout, st.at, pr, func(int) time.Time { return st.at })
 	return b.finish(ctx, p, st, pr.err)
 }
 
@@ -329,7 +329,7 @@ func (b *bench) phaseUnrelated(ctx context.Context) error {
 	}
 	logf("unrelated: %d Secrets created in %.1fs", b.cfg.K, p.BurstSecs)
 	b.tracker.markWrite()
-	pr := b.pollReady(ctx, "unrelated", st.at)
+	pr := b.pollReady(ctx, "unrelated", st.at, b.layout)
 	p.ReadyAtEnd = pr.ready
 	return b.finish(ctx, p, st, pr.err)
 }
@@ -361,11 +361,11 @@ type pollResult struct {
 	err           error
 }
 
-// pollReady lists all credentials (their Ready column) every -ready-poll interval until all N are
-// Ready, noting when each is first seen Ready.
-func (b *bench) pollReady(ctx context.Context, phase string, t0 time.Time) pollResult {
+// pollReady lists all credentials (their Ready column) every -ready-poll interval until all of
+// the layout's are Ready, noting when each is first seen Ready.
+func (b *bench) pollReady(ctx context.Context, phase string, t0 time.Time, l layout) pollResult {
 	pr := pollResult{firstSeen: map[types.NamespacedName]time.Time{}}
-	keys := b.layout.keysByName()
+	keys := l.keysByName()
 	tick := time.NewTicker(b.cfg.ReadyPoll)
 	defer tick.Stop()
 	lastLog := time.Now()
@@ -397,7 +397,7 @@ func (b *bench) pollReady(ctx context.Context, phase string, t0 time.Time) pollR
 					pr.notReadyNames = append(pr.notReadyNames, key.String())
 				}
 			}
-			if pr.ready >= b.cfg.N {
+			if pr.ready >= l.n {
 				pr.allAt = now
 				logf("%s: all %d Ready after %.1fs", phase, pr.ready, now.Sub(t0).Seconds())
 				return pr
@@ -415,25 +415,25 @@ func (b *bench) pollReady(ctx context.Context, phase string, t0 time.Time) pollR
 			cpu, _ := b.mgr.Stats.CPUSince(lastLog)
 			lastLog = time.Now()
 			logf("%s: %d/%d Ready after %.0fs; token requests so far %d; manager RSS %s, CPU %.0f%% of a core",
-				phase, pr.ready, b.cfg.N, time.Since(t0).Seconds(), b.idp.TokenRequestCount(), mib(b.mgr.Stats.Last().Mem.RSS),
+				phase, pr.ready, l.n, time.Since(t0).Seconds(), b.idp.TokenRequestCount(), mib(b.mgr.Stats.Last().Mem.RSS),
 				100*cpu.Seconds()/since.Seconds())
 		}
 		select {
 		case <-ctx.Done():
 			pr.err = ctx.Err()
-			logf("%s: gave up with %d/%d Ready after %.1fs; not Ready: %v", phase, pr.ready, b.cfg.N, time.Since(t0).Seconds(), pr.notReady)
+			logf("%s: gave up with %d/%d Ready after %.1fs; not Ready: %v", phase, pr.ready, l.n, time.Since(t0).Seconds(), pr.notReady)
 			return pr
 		case <-tick.C:
 		}
 	}
 }
 
-// recordReady fills the Ready timings: totals from t0 and per-credential latencies from
-// since(i), both as the poll saw them and as the watch saw them.
-func (b *bench) recordReady(p *phaseResult, t0 time.Time, pr pollResult, since func(i int) time.Time) {
+// recordReady fills the Ready timings of the layout's credentials: totals from t0 and
+// per-credential latencies from since(i), both as the poll saw them and as the watch saw them.
+func (b *bench) recordReady(p *phaseResult, l layout, t0 time.Time, pr pollResult, since func(i int) time.Time) {
 	p.ReadyAtEnd = pr.ready
 	p.NotReady = pr.notReady
-	if pr.ready < b.cfg.N {
+	if pr.ready < l.n {
 		p.NotReadyNames = pr.notReadyNames
 	}
 	p.PollLists, p.PollSlowestSecs = pr.lists, secs(pr.slowest)
@@ -443,8 +443,8 @@ func (b *bench) recordReady(p *phaseResult, t0 time.Time, pr pollResult, since f
 	watched := b.tracker.readyTimes()
 	var pollLat, watchLat []float64
 	var lastWatch time.Time
-	for i := 0; i < b.cfg.N; i++ {
-		key := b.layout.credKey(i)
+	for i := 0; i < l.n; i++ {
+		key := l.credKey(i)
 		from := since(i)
 		if from.IsZero() {
 			continue // never created (the burst was cut short)
@@ -459,9 +459,9 @@ func (b *bench) recordReady(p *phaseResult, t0 time.Time, pr pollResult, since f
 			}
 		}
 	}
-	p.LatencyPoll = percentiles(pollLat, b.cfg.N)
-	p.LatencyWatch = percentiles(watchLat, b.cfg.N)
-	if len(watchLat) == b.cfg.N {
+	p.LatencyPoll = percentiles(pollLat, l.n)
+	p.LatencyWatch = percentiles(watchLat, l.n)
+	if len(watchLat) == l.n {
 		p.AllReadyWatchSecs = ptr(secs(lastWatch.Sub(t0)))
 	}
 }
@@ -500,10 +500,21 @@ func (b *bench) finish(ctx context.Context, p *phaseResult, st phaseStart, phase
 	p.StatusWritesMaxOneCred = b.tracker.maxCredWrites()
 	p.EventsWritten = d.EventsWritten
 	p.Writes = b.tracker.breakdown().sub(st.brk)
+	b.recordResources(p, st.at, end)
+	logf("%s: done in %.1fs — token requests %d, Secret writes %d+%d, status writes %d, manager RSS %.1f MiB (VmHWM %.1f MiB)",
+		p.Name, p.Secs, p.TokenRequests, p.SecretCreates, p.SecretUpdates, p.StatusWrites, p.Mem.rss(), p.Mem.hwm())
+	if phaseErr != nil {
+		return phaseErr
+	}
+	return ctx.Err()
+}
 
+// recordResources records the manager's memory (at end, and its peak between from and end) and
+// the CPU every process used between from and end.
+func (b *bench) recordResources(p *phaseResult, from, end time.Time) {
 	if m := b.mgr; m != nil {
 		last := m.Stats.Last()
-		w := m.Stats.Window(st.at, end)
+		w := m.Stats.Window(from, end)
 		h := m.out.heap(m.Started, end)
 		p.Mem = &memResult{
 			RSSMiB: mibf(last.Mem.RSS), RSSAnonMiB: mibf(last.Mem.RSSAnon), HWMMiB: mibf(last.Mem.HWM),
@@ -513,20 +524,14 @@ func (b *bench) finish(ctx context.Context, p *phaseResult, st phaseStart, phase
 		p.CPU.Manager = w.CPU.Seconds()
 	}
 	if s := b.cpSamplers["kube-apiserver"]; s != nil {
-		p.CPU.APIServer = s.Window(st.at, end).CPU.Seconds()
+		p.CPU.APIServer = s.Window(from, end).CPU.Seconds()
 		p.APIServerRSSMiB = mibf(s.Last().Mem.RSS)
 	}
 	if s := b.cpSamplers["etcd"]; s != nil {
-		p.CPU.Etcd = s.Window(st.at, end).CPU.Seconds()
+		p.CPU.Etcd = s.Window(from, end).CPU.Seconds()
 		p.EtcdRSSMiB = mibf(s.Last().Mem.RSS)
 	}
-	p.CPU.BenchAndIdP = b.self.Window(st.at, end).CPU.Seconds()
-	logf("%s: done in %.1fs — token requests %d, Secret writes %d+%d, status writes %d, manager RSS %.1f MiB (VmHWM %.1f MiB)",
-		p.Name, p.Secs, p.TokenRequests, p.SecretCreates, p.SecretUpdates, p.StatusWrites, p.Mem.rss(), p.Mem.hwm())
-	if phaseErr != nil {
-		return phaseErr
-	}
-	return ctx.Err()
+	p.CPU.BenchAndIdP = b.self.Window(from, end).CPU.Seconds()
 }
 
 // settle waits until neither the manager nor anyone else has written to the watched kinds for

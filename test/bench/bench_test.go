@@ -1,10 +1,14 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
 )
@@ -87,5 +91,52 @@ func TestLayoutKeepsEachIdentityInOneNamespace(t *testing.T) {
 	}
 	if len(seen) != l.m {
 		t.Fatalf("%d service principals used, want %d", len(seen), l.m)
+	}
+}
+
+func TestLayoutPrefixSetsAPhaseApart(t *testing.T) {
+	main := layout{n: 1000, m: 20, namespaces: 4}
+	if got := []string{main.namespace(0), main.spName(3), main.clientID(3), main.credKey(5).Name}; strings.Join(got, " ") != "bench-00 sp-0003 bench-sp-0003 cred-00005" {
+		t.Fatalf("the main layout's names changed: %v", got)
+	}
+	r := layout{n: 100, m: 10, namespaces: 4, prefix: "refresh-"}
+	if got := []string{r.namespace(0), r.spName(3), r.clientID(3), r.credKey(5).Name}; strings.Join(got, " ") != "bench-refresh-00 refresh-sp-0003 bench-refresh-sp-0003 refresh-cred-00005" {
+		t.Fatalf("prefixed names: %v", got)
+	}
+	for j := 0; j < main.namespaces; j++ {
+		if r.ownsNamespace(main.namespace(j)) || !main.ownsNamespace(main.namespace(j)) {
+			t.Fatalf("namespace %s attributed to the wrong layout", main.namespace(j))
+		}
+	}
+	for i := 0; i < r.n; i++ {
+		if k := r.credKey(i); !r.ownsNamespace(k.Namespace) || main.ownsNamespace(k.Namespace) {
+			t.Fatalf("refresh credential %s is not in a namespace of its own layout", k)
+		}
+	}
+}
+
+func TestTrackerCountsByNamespace(t *testing.T) {
+	tr := newTracker(nil)
+	secret := func(ns, rv string) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "s", ResourceVersion: rv}, Data: map[string][]byte{"k": []byte(rv)}}
+	}
+	event := func(ns, name string) *eventsv1.Event {
+		return &eventsv1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, ResourceVersion: "1"}, Type: "Normal", Reason: "TokenRefreshed"}
+	}
+	tr.onSecret(watch.Added, secret("bench-00", "1"), false)
+	tr.onSecret(watch.Modified, secret("bench-refresh-00", "2"), false)
+	tr.onSecret(watch.Modified, secret("bench-refresh-00", "3"), false)
+	tr.onSecret(watch.Modified, secret("bench-refresh-00", "3"), false) // the same version again: no write
+	tr.onEvent(watch.Added, event("bench-refresh-00", "e1"), false)
+	refresh := func(ns string) bool { return strings.HasPrefix(ns, "bench-refresh-") }
+	got := tr.snapshotIn(refresh)
+	if want := (writeCounts{SecretAdded: 1, SecretModified: 1, EventsWritten: 1}); got != want {
+		t.Fatalf("refresh namespaces: %+v, want %+v", got, want)
+	}
+	if all := tr.snapshot(); all != (writeCounts{SecretAdded: 2, SecretModified: 1, EventsWritten: 1}) {
+		t.Fatalf("all namespaces: %+v", all)
+	}
+	if tr.sinceLastWriteIn(refresh) > time.Second || tr.sinceLastWriteIn(func(string) bool { return false }) < 0 {
+		t.Fatal("sinceLastWriteIn")
 	}
 }

@@ -26,17 +26,33 @@ const caConfigMap = "idp-ca"
 // credential i uses service principal i mod M, in that principal's namespace. So every identity
 // is in exactly one namespace, and "token requests per identity" means the same whatever a
 // shared token cache keys on.
+//
+// prefix sets a layout apart from the others of the run: it starts its namespaces (after
+// "bench-"), service principal names, IdP client IDs and credential names, so that its objects,
+// identities and writes are its own. The main layout has none.
 type layout struct {
 	n, m, namespaces int
+	prefix           string
 }
 
-func (l layout) namespace(j int) string { return fmt.Sprintf("bench-%02d", j) }
+func (l layout) namespace(j int) string { return fmt.Sprintf("bench-%s%02d", l.prefix, j) }
 func (l layout) spNamespace(sp int) string {
 	return l.namespace(sp % l.namespaces)
 }
-func (l layout) spName(sp int) string { return fmt.Sprintf("sp-%04d", sp) }
+func (l layout) spName(sp int) string   { return fmt.Sprintf("%ssp-%04d", l.prefix, sp) }
+func (l layout) clientID(sp int) string { return "bench-" + l.spName(sp) }
 func (l layout) credKey(i int) types.NamespacedName {
-	return types.NamespacedName{Namespace: l.spNamespace(i % l.m), Name: fmt.Sprintf("cred-%05d", i)}
+	return types.NamespacedName{Namespace: l.spNamespace(i % l.m), Name: fmt.Sprintf("%scred-%05d", l.prefix, i)}
+}
+
+// ownsNamespace reports whether namespace ns is one of the layout's.
+func (l layout) ownsNamespace(ns string) bool {
+	for j := 0; j < l.namespaces; j++ {
+		if l.namespace(j) == ns {
+			return true
+		}
+	}
+	return false
 }
 
 // parallel runs fn(0..n-1) on conc workers and returns the first error (after all workers stop).
@@ -110,7 +126,7 @@ func setupIdentities(ctx context.Context, cl client.Client, s *idp.Server, l lay
 		}
 	}
 	return parallel(ctx, l.m, conc, func(ctx context.Context, sp int) error {
-		clientID := fmt.Sprintf("bench-sp-%04d", sp)
+		clientID := l.clientID(sp)
 		secret := "s3cr3t-" + rand.Text()
 		s.AddDatabricksClient(clientID, secret)
 		err := cl.Create(ctx, &corev1.Secret{

@@ -27,9 +27,19 @@ import (
 // writeCounts are the writes seen by the watches: every ADDED or MODIFIED event whose
 // resourceVersion differs from the last one seen for that object is one write.
 type writeCounts struct {
-	CredAdded, CredModified     int
-	SecretAdded, SecretModified int
-	EventsWritten               int
+	CredAdded      int `json:"credentialCreates"`
+	CredModified   int `json:"credentialWrites"`
+	SecretAdded    int `json:"secretCreates"`
+	SecretModified int `json:"secretUpdates"`
+	EventsWritten  int `json:"eventsWritten"`
+}
+
+func (a writeCounts) add(b writeCounts) writeCounts {
+	return writeCounts{
+		CredAdded: a.CredAdded + b.CredAdded, CredModified: a.CredModified + b.CredModified,
+		SecretAdded: a.SecretAdded + b.SecretAdded, SecretModified: a.SecretModified + b.SecretModified,
+		EventsWritten: a.EventsWritten + b.EventsWritten,
+	}
 }
 
 func (a writeCounts) sub(b writeCounts) writeCounts {
@@ -64,6 +74,8 @@ type tracker struct {
 
 	mu      sync.Mutex
 	counts  writeCounts
+	byNS    map[string]writeCounts // the same, by the namespace of the object written
+	lastNS  map[string]time.Time   // the last write counted, by namespace
 	creds   map[types.NamespacedName]*credState
 	secrets map[types.NamespacedName]*secretState
 	events  map[types.NamespacedName]string
@@ -78,14 +90,16 @@ type tracker struct {
 	lastWrite     time.Time // last write by anyone but the benchmark's creation of credentials
 	relists       int
 	errs          []string
+	started       time.Time
 }
 
 func newTracker(cl client.WithWatch) *tracker {
 	return &tracker{cl: cl,
+		byNS: map[string]writeCounts{}, lastNS: map[string]time.Time{},
 		creds: map[types.NamespacedName]*credState{}, secrets: map[types.NamespacedName]*secretState{},
 		statusChanges: map[string]int{}, secretChanges: map[string]int{}, eventReasons: map[string]int{},
 		events: map[types.NamespacedName]string{}, credWrites: map[types.NamespacedName]int{},
-		readyAt: map[types.NamespacedName]time.Time{}, lastWrite: time.Now()}
+		readyAt: map[types.NamespacedName]time.Time{}, lastWrite: time.Now(), started: time.Now()}
 }
 
 // start lists and watches the three kinds; it returns when the initial lists are done.
@@ -218,10 +232,10 @@ func (t *tracker) onCred(ev watch.EventType, obj client.Object, initial bool) {
 		st = &credState{}
 		t.creds[key] = st
 		if !initial {
-			t.counts.CredAdded++
+			t.count(key.Namespace, func(c *writeCounts) { c.CredAdded++ })
 		}
 	} else if !initial {
-		t.counts.CredModified++
+		t.count(key.Namespace, func(c *writeCounts) { c.CredModified++ })
 		t.credWrites[key]++
 		t.statusChanges[statusDiff(&st.status, &c.Status)]++
 		t.lastWrite = now
@@ -265,10 +279,10 @@ func (t *tracker) onSecret(ev watch.EventType, obj client.Object, initial bool) 
 		return
 	}
 	if known {
-		t.counts.SecretModified++
+		t.count(key.Namespace, func(c *writeCounts) { c.SecretModified++ })
 		t.secretChanges[secretDiff(old, now)]++
 	} else {
-		t.counts.SecretAdded++
+		t.count(key.Namespace, func(c *writeCounts) { c.SecretAdded++ })
 	}
 	t.lastWrite = time.Now()
 }
@@ -293,7 +307,7 @@ func (t *tracker) onEvent(ev watch.EventType, obj client.Object, initial bool) {
 	if initial {
 		return
 	}
-	t.counts.EventsWritten++
+	t.count(key.Namespace, func(c *writeCounts) { c.EventsWritten++ }) // an Event lives in the namespace of what it regards
 	reason := e.Type + "/" + e.Reason
 	if known {
 		reason += " (series update)"
@@ -413,10 +427,32 @@ func isReady(c *v1alpha1.DatabricksCredential) bool {
 	return cond != nil && cond.Status == metav1.ConditionTrue
 }
 
+// count adds one write to the totals and to those of namespace ns; t.mu is held.
+func (t *tracker) count(ns string, add func(*writeCounts)) {
+	add(&t.counts)
+	c := t.byNS[ns]
+	add(&c)
+	t.byNS[ns] = c
+	t.lastNS[ns] = time.Now()
+}
+
 func (t *tracker) snapshot() writeCounts {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.counts
+}
+
+// snapshotIn is snapshot for the objects in the namespaces ns accepts.
+func (t *tracker) snapshotIn(ns func(string) bool) writeCounts {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var sum writeCounts
+	for name, c := range t.byNS {
+		if ns(name) {
+			sum = sum.add(c)
+		}
+	}
+	return sum
 }
 
 // breakdown is what the writes changed, by kind, since the counters were taken.
@@ -483,6 +519,23 @@ func (t *tracker) sinceLastWrite() time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return time.Since(t.lastWrite)
+}
+
+// sinceLastWriteIn is how long ago the last write to an object in the namespaces ns accepts
+// was counted (since the tracker started if none was).
+func (t *tracker) sinceLastWriteIn(ns func(string) bool) time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var last time.Time
+	for name, at := range t.lastNS {
+		if ns(name) && at.After(last) {
+			last = at
+		}
+	}
+	if last.IsZero() {
+		return time.Since(t.started)
+	}
+	return time.Since(last)
 }
 
 // markWrite records a write the benchmark itself made (its burst), so that "quiet" starts after it.
