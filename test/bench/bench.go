@@ -139,12 +139,19 @@ func (b *bench) execute(ctx context.Context) error {
 	}
 	if b.cfg.SkipUnrelated || b.cfg.K == 0 {
 		logf("unrelated-Secrets phases skipped")
+	} else {
+		if err := b.phaseUnrelated(ctx); err != nil {
+			return err
+		}
+		if err := b.phaseRestart(ctx, "restart+unrelated", fmt.Sprintf("restart with %d unrelated Secrets present", b.cfg.K)); err != nil {
+			return err
+		}
+	}
+	if !b.cfg.refreshPhase() {
+		logf("refresh phase skipped")
 		return nil
 	}
-	if err := b.phaseUnrelated(ctx); err != nil {
-		return err
-	}
-	return b.phaseRestart(ctx, "restart+unrelated", fmt.Sprintf("restart with %d unrelated Secrets present", b.cfg.K))
+	return b.phaseRefresh(ctx)
 }
 
 // startControlPlane starts envtest and builds the manager (both take a while, so at the same

@@ -140,3 +140,35 @@ func TestTrackerCountsByNamespace(t *testing.T) {
 		t.Fatal("sinceLastWriteIn")
 	}
 }
+
+func TestRefreshFiguresAndTargets(t *testing.T) {
+	run := func(d writeCounts) (*refreshResult, map[string]check) {
+		rr := &refreshResult{Credentials: 100, Identities: 10}
+		rr.fill(d)
+		p := &phaseResult{Name: "refresh", Completed: true, Refresh: rr, EventsWritten: d.EventsWritten}
+		r := &results{Config: config{N: 100, M: 10}, Phases: []*phaseResult{p}}
+		checks := map[string]check{}
+		for _, c := range targets(r) {
+			checks[c.Target] = c
+		}
+		return rr, checks
+	}
+	// An Event write per refresh, besides the Secret and the status.
+	rr, c := run(writeCounts{SecretModified: 600, CredModified: 600, EventsWritten: 600})
+	if rr.Refreshes != 600 || rr.RefreshesPerCred != 6 || *rr.SecretWritesPerRefresh != 1 || *rr.StatusWritesPerRefresh != 1 || *rr.EventWritesPerRefresh != 1 {
+		t.Fatalf("figures: %+v", rr)
+	}
+	if c["routine refreshes write no Event"].Verdict != "MISSED" || c["routine refresh: ≤ 2 API writes"].Verdict != "MISSED" {
+		t.Fatalf("verdicts with an Event per refresh: %+v", c)
+	}
+	// After: no Event.
+	_, c = run(writeCounts{SecretModified: 600, CredModified: 600})
+	if c["routine refreshes write no Event"].Verdict != "met" || c["routine refresh: ≤ 2 API writes"].Verdict != "met" {
+		t.Fatalf("verdicts without Events: %+v", c)
+	}
+	// No refresh in the window: nothing measured, no division by zero.
+	rr, c = run(writeCounts{})
+	if rr.SecretWritesPerRefresh != nil || c["routine refreshes write no Event"].Verdict != "not measured" || c["routine refresh: ≤ 2 API writes"].Verdict != "not measured" {
+		t.Fatalf("without refreshes: %+v %+v", rr, c)
+	}
+}

@@ -2,7 +2,8 @@
 // kube-apiserver) and the test identity provider, builds the manager binary and runs it as a
 // separate process, creates many DatabricksCredentials, and reports how long they take to
 // become Ready, how many token requests, Secret writes and status writes they cost, and how much
-// memory the manager uses, also after a restart and with many unrelated Secrets in the cluster.
+// memory the manager uses, also after a restart and with many unrelated Secrets in the cluster,
+// and what a routine refresh costs in API writes.
 //
 // It measures whatever the code does; it never adjusts the operator. Figures and how to read
 // them are in docs/performance.md.
@@ -10,6 +11,7 @@
 //	go run ./test/bench                                  # N=1000, M=20, K=2000
 //	go run ./test/bench -n 100 -m 10 -skip-unrelated-phase
 //	go run ./test/bench -n 10000 -m 100 -k 10000
+//	go run ./test/bench -n 100 -m 10 -skip-unrelated-phase -refresh-window 10m
 //
 // Phases:
 //
@@ -22,6 +24,13 @@
 //  3. unrelated: a fresh manager is started and settles; then K unrelated 64 KiB Secrets are
 //     created in the same namespaces, and the manager settles again. The difference in memory
 //     is what unrelated Secrets cost. Skipped with -skip-unrelated-phase or -k 0.
+//  4. refresh: on the running manager, the IdP's token lifetime is set to -refresh-lifetime, and
+//     -refresh-n credentials over -refresh-m new service principals (in namespaces of their own,
+//     so that the shared token cache holds no hour-long token for them) are created. Once all
+//     are Ready and their first issuance is written, a window of -refresh-window is observed in
+//     which only routine refreshes happen: token requests, Secret, status and Event writes of
+//     those credentials, per routine refresh (one Secret update of one credential). The manager
+//     never settles in this phase. Skipped with -skip-refresh-phase or -refresh-n 0.
 //
 // Everything listens on 127.0.0.1. Every child process (manager, etcd, kube-apiserver) is
 // stopped on exit, on -timeout, and on Ctrl-C.
@@ -56,6 +65,10 @@ type config struct {
 	ManagerEnv          []string
 	UnrelatedSecretSize int
 	Label               string
+	SkipRefresh         bool
+	RefreshN, RefreshM  int
+	RefreshLifetime     time.Duration
+	RefreshWindow       time.Duration
 }
 
 func main() {
@@ -79,6 +92,11 @@ func main() {
 	flag.StringVar(&managerArgs, "manager-args", "", "extra flags for the manager, space-separated (e.g. \"--max-concurrent-reconciles=8 --kube-api-qps=200\"); default: the manager's defaults")
 	flag.IntVar(&c.UnrelatedSecretSize, "unrelated-size", 64<<10, "data bytes per unrelated Secret")
 	flag.StringVar(&c.Label, "label", "", "free text recorded with the results, e.g. the commit measured when running outside a git checkout")
+	flag.BoolVar(&c.SkipRefresh, "skip-refresh-phase", false, "skip the phase that observes routine refreshes")
+	flag.IntVar(&c.RefreshN, "refresh-n", 100, "refresh phase: number of DatabricksCredentials (0 skips the phase)")
+	flag.IntVar(&c.RefreshM, "refresh-m", 10, "refresh phase: number of new service principals they are spread over")
+	flag.DurationVar(&c.RefreshLifetime, "refresh-lifetime", time.Minute, "refresh phase: lifetime of the tokens the IdP issues (refreshed after about half of it)")
+	flag.DurationVar(&c.RefreshWindow, "refresh-window", 3*time.Minute, "refresh phase: how long routine refreshes are observed after the first issuance")
 	flag.Parse()
 	c.ManagerArgs = strings.Fields(managerArgs)
 	c.ManagerEnv = strings.Fields(managerEnv)
@@ -119,12 +137,28 @@ func (c *config) validate() error {
 		return errors.New("-concurrency must be at least 1")
 	case c.Timeout <= 0 || c.Poll <= 0 || c.ReadyPoll < 0 || c.Quiet <= 0:
 		return errors.New("-timeout, -poll and -quiet must be positive, -ready-poll not negative")
+	case c.RefreshN < 0:
+		return errors.New("-refresh-n must not be negative")
+	case c.refreshPhase() && c.RefreshM < 1:
+		return errors.New("-refresh-m must be at least 1")
+	case c.refreshPhase() && c.RefreshLifetime < 10*time.Second:
+		// Refreshed after half the lifetime, and the first issuance of the phase has to be
+		// written before the first routine refresh comes.
+		return errors.New("-refresh-lifetime must be at least 10s")
+	case c.refreshPhase() && c.RefreshWindow <= 0:
+		return errors.New("-refresh-window must be positive")
 	}
 	if c.Namespaces > c.M {
 		c.Namespaces = c.M // a namespace without a service principal would hold no credential
 	}
 	return nil
 }
+
+// refreshPhase reports whether the refresh phase runs.
+func (c *config) refreshPhase() bool { return !c.SkipRefresh && c.RefreshN > 0 }
+
+// refreshNamespaces is how many namespaces the refresh phase's service principals are spread over.
+func (c *config) refreshNamespaces() int { return max(1, min(c.Namespaces, c.RefreshM)) }
 
 // logf prints a progress line with the time since the program started.
 var programStart = time.Now()

@@ -92,12 +92,13 @@ type cpuResult struct {
 }
 
 type phaseResult struct {
-	Name      string  `json:"name"`
-	What      string  `json:"what"`
-	Manager   string  `json:"manager"`
-	Completed bool    `json:"completed"`
-	Note      string  `json:"note,omitempty"`
-	Secs      float64 `json:"secs"`
+	Name        string  `json:"name"`
+	What        string  `json:"what"`
+	Manager     string  `json:"manager"`
+	Completed   bool    `json:"completed"`
+	Note        string  `json:"note,omitempty"`
+	Secs        float64 `json:"secs"`
+	Credentials int     `json:"credentials"` // the credentials the phase's Ready and per-credential figures are about
 
 	ReadyzSecs float64 `json:"readyzSecs,omitempty"` // manager launch → /readyz 200
 	BurstSecs  float64 `json:"burstSecs,omitempty"`  // creating the credentials (create) or unrelated Secrets
@@ -136,6 +137,8 @@ type phaseResult struct {
 	CPU             cpuResult  `json:"cpuSecs"`
 	APIServerRSSMiB float64    `json:"kubeAPIServerRSSMiB"`
 	EtcdRSSMiB      float64    `json:"etcdRSSMiB"`
+
+	Refresh *refreshResult `json:"refresh,omitempty"` // the refresh phase only
 }
 
 func newResults(c config) *results {
@@ -165,11 +168,13 @@ func (c config) MarshalJSON() ([]byte, error) {
 		"clientQPS": c.ClientQPS, "clientBurst": c.ClientBurst, "skipUnrelatedPhase": c.SkipUnrelated,
 		"timeout": c.Timeout.String(), "poll": c.Poll.String(), "readyPoll": c.ReadyPoll.String(), "quiet": c.Quiet.String(),
 		"settleMax": c.SettleMax.String(), "managerArgs": c.ManagerArgs, "managerEnv": c.ManagerEnv, "unrelatedSecretBytes": c.UnrelatedSecretSize, "label": c.Label,
+		"skipRefreshPhase": c.SkipRefresh, "refreshN": c.RefreshN, "refreshM": c.RefreshM,
+		"refreshLifetime": c.RefreshLifetime.String(), "refreshWindow": c.RefreshWindow.String(),
 	})
 }
 
 func (r *results) addPhase(name, what string) *phaseResult {
-	p := &phaseResult{Name: name, What: what}
+	p := &phaseResult{Name: name, What: what, Credentials: r.Config.N}
 	r.Phases = append(r.Phases, p)
 	return p
 }
@@ -212,6 +217,10 @@ func printReport(w io.Writer, r *results) {
 	}
 	fmt.Fprintf(w, "run: N=%d credentials, M=%d service principals, %d namespaces, K=%d unrelated Secrets, %d creation clients (QPS %.0f/burst %d); manager flags: %s\n",
 		c.N, c.M, c.Namespaces, c.K, c.Concurrency, c.ClientQPS, c.ClientBurst, args)
+	if c.refreshPhase() {
+		fmt.Fprintf(w, "refresh phase: %d credentials over %d service principals in %d namespaces, %s tokens, %s window\n",
+			c.RefreshN, c.RefreshM, c.refreshNamespaces(), c.RefreshLifetime, c.RefreshWindow)
+	}
 	for _, p := range r.Phases {
 		fmt.Fprintf(w, "  %-18s %s\n", p.Name+":", p.What)
 	}
@@ -243,7 +252,6 @@ func printReport(w io.Writer, r *results) {
 			fmt.Fprintln(tw, strings.Join(cells, "\t"))
 		}
 	}
-	n := float64(c.N)
 	row("manager launch → /readyz", func(p *phaseResult) string { return fsecs(p.ReadyzSecs) })
 	row("previous manager SIGTERM → exit", func(p *phaseResult) string { return fsecs(p.StopSecs) })
 	row("status wipe (bench)", func(p *phaseResult) string { return fsecs(p.WipeSecs) })
@@ -253,7 +261,7 @@ func printReport(w io.Writer, r *results) {
 		if p.Name == "unrelated" {
 			return ""
 		}
-		return fptr(p.AllReadyPollSecs, "s", fmt.Sprintf("not reached (%d/%d)", p.ReadyAtEnd, c.N))
+		return fptr(p.AllReadyPollSecs, "s", fmt.Sprintf("not reached (%d/%d)", p.ReadyAtEnd, p.Credentials))
 	})
 	row("all Ready, watch (from t0)", func(p *phaseResult) string {
 		if p.Name == "unrelated" {
@@ -267,7 +275,7 @@ func printReport(w io.Writer, r *results) {
 		}
 		return fmt.Sprint(p.CredentialsSeenCreated)
 	})
-	row("Ready at end of phase", func(p *phaseResult) string { return fmt.Sprintf("%d/%d", p.ReadyAtEnd, c.N) })
+	row("Ready at end of phase", func(p *phaseResult) string { return fmt.Sprintf("%d/%d", p.ReadyAtEnd, p.Credentials) })
 	row("per credential → Ready p50/p99/max, poll", func(p *phaseResult) string { return flat(p.LatencyPoll) })
 	row("per credential → Ready p50/p99/max, watch", func(p *phaseResult) string { return flat(p.LatencyWatch) })
 	row("token requests (per identity)", func(p *phaseResult) string {
@@ -284,9 +292,39 @@ func printReport(w io.Writer, r *results) {
 		return fmt.Sprintf("%d (%.2f, %d)", p.StatusWrites, p.StatusWritesPerCred, p.StatusWritesMaxOneCred)
 	})
 	row("Events written (per cred)", func(p *phaseResult) string {
-		return fmt.Sprintf("%d (%.2f)", p.EventsWritten, float64(p.EventsWritten)/n)
+		return fmt.Sprintf("%d (%.2f)", p.EventsWritten, float64(p.EventsWritten)/float64(max(1, p.Credentials)))
 	})
+	refresh := func(f func(r *refreshResult) string) func(p *phaseResult) string {
+		return func(p *phaseResult) string {
+			if p.Refresh == nil {
+				return ""
+			}
+			return f(p.Refresh)
+		}
+	}
+	row("first issuance written (from t0)", refresh(func(r *refreshResult) string {
+		return fmt.Sprintf("%s (%d Events)", fsecs(r.FirstIssuanceSecs), r.FirstIssuanceEvents)
+	}))
+	row("refresh window (writes, tokens, CPU in it)", refresh(func(r *refreshResult) string {
+		s := fsecs(r.WindowSecs)
+		if !r.BoundariesQuiet {
+			s += ", not bounded by quiet"
+		}
+		return s
+	}))
+	row("routine refreshes (per cred)", refresh(func(r *refreshResult) string {
+		return fmt.Sprintf("%d (%.2f)", r.Refreshes, r.RefreshesPerCred)
+	}))
+	row("writes per refresh: Secret/status/Event", refresh(func(r *refreshResult) string {
+		if r.SecretWritesPerRefresh == nil {
+			return "no refresh seen"
+		}
+		return fmt.Sprintf("%.2f / %.2f / %.2f", *r.SecretWritesPerRefresh, *r.StatusWritesPerRefresh, *r.EventWritesPerRefresh)
+	}))
 	row("settled after (quiet "+c.Quiet.String()+")", func(p *phaseResult) string {
+		if p.Refresh != nil {
+			return "never (refreshes go on)"
+		}
 		if !p.Settled {
 			if p.Completed {
 				return "not settled"
@@ -304,7 +342,7 @@ func printReport(w io.Writer, r *results) {
 			return f(p.Mem)
 		}
 	}
-	row("manager RSS at end (settled)", mem(func(m *memResult) string { return fmt.Sprintf("%.1f MiB", m.RSSMiB) }))
+	row("manager RSS at end (settled or window)", mem(func(m *memResult) string { return fmt.Sprintf("%.1f MiB", m.RSSMiB) }))
 	row("manager RssAnon at end", mem(func(m *memResult) string { return fmt.Sprintf("%.1f MiB", m.RSSAnonMiB) }))
 	row("manager peak RSS sampled in phase", mem(func(m *memResult) string { return fmt.Sprintf("%.1f MiB", m.PeakSampledMiB) }))
 	row("manager VmHWM (since its start)", mem(func(m *memResult) string { return fmt.Sprintf("%.1f MiB", m.HWMMiB) }))
@@ -440,12 +478,30 @@ func targets(r *results) []check {
 		m += " (watch: " + fptr(create.LatencyWatch.P99, "s", "not reached") + ")"
 		out = append(out, check{"create→Ready p99 ≤ 1 s", m, v, scale(100, 0, 0)})
 	}
+	if p := r.phase("refresh"); p != nil && p.Refresh != nil {
+		rr := p.Refresh
+		measured := p.Completed && rr.Refreshes > 0
+		m := "no routine refresh seen"
+		if rr.Refreshes > 0 {
+			m = fmt.Sprintf("%d Events in %d routine refreshes (%.2f per refresh)", p.EventsWritten, rr.Refreshes, *rr.EventWritesPerRefresh)
+		}
+		out = append(out, check{"routine refreshes write no Event", m, verdict(measured, p.EventsWritten == 0), "any"})
+		if a := rr.apiWritesPerRefresh(); a != nil {
+			m = fmt.Sprintf("%.2f (Secret %.2f + status %.2f + Event %.2f)", *a, *rr.SecretWritesPerRefresh, *rr.StatusWritesPerRefresh, *rr.EventWritesPerRefresh)
+			out = append(out, check{"routine refresh: ≤ 2 API writes", m, verdict(measured, *a <= 2), "any"})
+		} else {
+			out = append(out, check{"routine refresh: ≤ 2 API writes", m, verdict(false, false), "any"})
+		}
+	}
 	return out
 }
 
 func secretWrites(r *results) string {
 	var parts []string
 	for _, p := range r.Phases {
+		if p.Refresh != nil {
+			continue // refreshes write the Secret by design; their own check is per refresh
+		}
 		parts = append(parts, fmt.Sprintf("%s %.2f", p.Name, p.SecretWritesPerCred))
 	}
 	return strings.Join(parts, ", ")
