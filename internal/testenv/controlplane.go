@@ -41,6 +41,9 @@ type Options struct {
 	// BuildManager builds cmd/manager while the control plane starts, which takes about as long,
 	// instead of on the first StartManager.
 	BuildManager bool
+	// ManagerBinary, when set, is run by StartManager instead of a build of this module's
+	// cmd/manager: another commit's build, for benchmarks side by side on the same harness.
+	ManagerBinary string
 	// APIServerLog, when set, receives kube-apiserver's output (its klog lines), for tests that
 	// explain a failure by what the API server did.
 	APIServerLog io.Writer
@@ -82,7 +85,7 @@ func Start(ctx context.Context, opts Options) (*ControlPlane, error) {
 	if len(crds) == 0 {
 		crds = []string{filepath.Join(root, "config", "crd", "bases")}
 	}
-	cp := &ControlPlane{AssetsDir: assets, dir: opts.Dir}
+	cp := &ControlPlane{AssetsDir: assets, dir: opts.Dir, managerBin: opts.ManagerBinary}
 	if cp.dir == "" {
 		if cp.dir, err = os.MkdirTemp("", "dbtoken-testenv-"); err != nil {
 			return nil, err

@@ -168,7 +168,7 @@ func (b *bench) startControlPlane(ctx context.Context) error {
 	// envtest logs through controller-runtime's logger; keep it to errors.
 	crlog.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
 
-	if b.cp, err = testenv.Start(ctx, testenv.Options{AssetsDir: assets, Dir: b.tmp, BuildManager: true}); err != nil {
+	if b.cp, err = testenv.Start(ctx, testenv.Options{AssetsDir: assets, Dir: b.tmp, BuildManager: true, ManagerBinary: b.cfg.ManagerBinary}); err != nil {
 		return err
 	}
 	for name, pid := range b.cp.ProcessIDs() {

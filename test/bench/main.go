@@ -63,6 +63,7 @@ type config struct {
 	SettleMax           time.Duration
 	ManagerArgs         []string
 	ManagerEnv          []string
+	ManagerBinary       string
 	UnrelatedSecretSize int
 	Label               string
 	SkipRefresh         bool
@@ -89,6 +90,7 @@ func main() {
 	flag.DurationVar(&c.Quiet, "quiet", 10*time.Second, "settled means: no write by the manager and (almost) no manager CPU for this long")
 	flag.DurationVar(&c.SettleMax, "settle-max", 3*time.Minute, "give up waiting for the manager to settle after this long (reported as not settled)")
 	flag.StringVar(&managerEnv, "manager-env", "", "extra environment of the manager only, space-separated NAME=value (e.g. \"GOGC=100\"); the envtest apiserver and etcd do not get it")
+	flag.StringVar(&c.ManagerBinary, "manager-binary", "", "run this manager binary instead of building ./cmd/manager, e.g. an older commit's build, to compare commits on the same harness")
 	flag.StringVar(&managerArgs, "manager-args", "", "extra flags for the manager, space-separated (e.g. \"--max-concurrent-reconciles=8 --kube-api-qps=200\"); default: the manager's defaults")
 	flag.IntVar(&c.UnrelatedSecretSize, "unrelated-size", 64<<10, "data bytes per unrelated Secret")
 	flag.StringVar(&c.Label, "label", "", "free text recorded with the results, e.g. the commit measured when running outside a git checkout")

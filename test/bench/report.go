@@ -167,7 +167,7 @@ func (c config) MarshalJSON() ([]byte, error) {
 		"n": c.N, "m": c.M, "k": c.K, "namespaces": c.Namespaces, "concurrency": c.Concurrency,
 		"clientQPS": c.ClientQPS, "clientBurst": c.ClientBurst, "skipUnrelatedPhase": c.SkipUnrelated,
 		"timeout": c.Timeout.String(), "poll": c.Poll.String(), "readyPoll": c.ReadyPoll.String(), "quiet": c.Quiet.String(),
-		"settleMax": c.SettleMax.String(), "managerArgs": c.ManagerArgs, "managerEnv": c.ManagerEnv, "unrelatedSecretBytes": c.UnrelatedSecretSize, "label": c.Label,
+		"settleMax": c.SettleMax.String(), "managerArgs": c.ManagerArgs, "managerEnv": c.ManagerEnv, "managerBinary": c.ManagerBinary, "unrelatedSecretBytes": c.UnrelatedSecretSize, "label": c.Label,
 		"skipRefreshPhase": c.SkipRefresh, "refreshN": c.RefreshN, "refreshM": c.RefreshM,
 		"refreshLifetime": c.RefreshLifetime.String(), "refreshWindow": c.RefreshWindow.String(),
 	})
@@ -214,6 +214,9 @@ func printReport(w io.Writer, r *results) {
 	}
 	if len(c.ManagerEnv) > 0 {
 		args += "; manager environment: " + strings.Join(c.ManagerEnv, " ")
+	}
+	if c.ManagerBinary != "" {
+		args += "; manager binary: " + c.ManagerBinary
 	}
 	fmt.Fprintf(w, "run: N=%d credentials, M=%d service principals, %d namespaces, K=%d unrelated Secrets, %d creation clients (QPS %.0f/burst %d); manager flags: %s\n",
 		c.N, c.M, c.Namespaces, c.K, c.Concurrency, c.ClientQPS, c.ClientBurst, args)
