@@ -81,5 +81,20 @@ var _ = Describe("The reference reader", func() {
 		Expect(reader.Copies()).To(Equal(1), "nobody refers to sp any more")
 		reader.Release("a")
 		Expect(reader.Copies()).To(BeZero(), "the copies of deleted credentials' references go with them")
+
+		// A pass that reads one object twice, and passes that repeat, count it once: otherwise a
+		// release would leave a count behind and keep the copy for ever.
+		refs := reader.For("c")
+		for _, name := range []string{"sp", "sp", "other"} {
+			var s corev1.Secret
+			Expect(refs.Get(suiteCtx, types.NamespacedName{Namespace: ns, Name: name}, &s)).To(Succeed())
+		}
+		refs.Done()
+		Expect(reader.Copies()).To(Equal(2))
+		read("c", "sp")
+		read("c", "sp")
+		Expect(reader.Copies()).To(Equal(1), "c no longer refers to other")
+		reader.Release("c")
+		Expect(reader.Copies()).To(BeZero(), "sp counted once however often c read it")
 	})
 })
