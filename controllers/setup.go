@@ -281,7 +281,7 @@ func (r *DatabricksCredentialReconciler) setupWithManager(ctx context.Context, m
 		// Status writes do not change the generation; reconciling on them would only repeat work.
 		For(&v1alpha1.DatabricksCredential{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// Our own Secret writes need no pass; deletions and others' edits do (drift repair).
-		Owns(&corev1.Secret{}, builder.WithPredicates(r.shared.Writes.NotEcho())).
+		Owns(&corev1.Secret{}, builder.WithPredicates(r.shared.Writes.NotEcho(credential.KindDatabricksCredential))).
 		WatchesRawSource(referenceSource(refCache, "Secret", referencing(indexClientSecret))).
 		WatchesRawSource(referenceSource(refCache, "ConfigMap", referencing(indexCABundle))).
 		// A ServiceAccount that a federation or workloadIdentity block names and that appears (or
@@ -333,7 +333,7 @@ func (r *ClusterDatabricksCredentialReconciler) setupWithManager(ctx context.Con
 		Named(ClusterControllerName).
 		// Status writes do not change the generation; reconciling on them would only repeat work.
 		For(&v1alpha1.ClusterDatabricksCredential{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Owns(&corev1.Secret{}, builder.WithPredicates(r.shared.Writes.NotEcho())).
+		Owns(&corev1.Secret{}, builder.WithPredicates(r.shared.Writes.NotEcho(credential.KindClusterDatabricksCredential))).
 		WatchesMetadata(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(r.selecting),
 			builder.WithPredicates(namespaceMembershipChanged())).
 		WatchesRawSource(referenceSource(refCache, "Secret", referencing(indexClusterClientSecret))).

@@ -3,10 +3,14 @@ package kubecache
 import (
 	"sync"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/dbtoken/databricks-token-operator/api/v1alpha1"
 )
 
 // OwnWrites remembers the resourceVersion of each target Secret this process last wrote, so that
@@ -44,11 +48,37 @@ func (w *OwnWrites) echo(obj client.Object) bool {
 	return true
 }
 
-// NotEcho lets through every Secret event except the creates and updates this process made.
-// Deletions and anyone else's changes (hand edits, a removed label) always pass.
-func (w *OwnWrites) NotEcho() predicate.Predicate {
+// NotEcho is the predicate of one controller's watch of the Secrets it owns: it lets through every
+// event of a Secret that a credential of kind controls, except the creates and updates this
+// process made. Deletions and anyone else's changes (hand edits, a removed label) always pass.
+//
+// Both kinds' controllers share one tracker and watch the same Secrets, so each consumes only the
+// echoes of its own kind's Secrets: a predicate that consumed the other kind's echo (whichever
+// controller's informer handler ran first) let the owner's own copy of the event through, and
+// about half of all writes came back as a second pass (seen in test/bench as 13 % more allocation
+// at N=10,000). Secrets of the other kind are dropped here: the owner handler would ignore them.
+func (w *OwnWrites) NotEcho(kind string) predicate.Predicate {
+	ours := func(obj client.Object) bool { return obj != nil && ControlledByKind(obj, kind) }
 	return predicate.Funcs{
-		CreateFunc: func(e event.CreateEvent) bool { return !w.echo(e.Object) },
-		UpdateFunc: func(e event.UpdateEvent) bool { return !w.echo(e.ObjectNew) },
+		CreateFunc: func(e event.CreateEvent) bool { return ours(e.Object) && !w.echo(e.Object) },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			if ours(e.ObjectNew) {
+				return !w.echo(e.ObjectNew)
+			}
+			return ours(e.ObjectOld) // someone took the Secret from us: repair it
+		},
+		DeleteFunc:  func(e event.DeleteEvent) bool { return ours(e.Object) },
+		GenericFunc: func(e event.GenericEvent) bool { return ours(e.Object) },
 	}
+}
+
+// ControlledByKind reports whether obj's controller owner is a credential of kind (in the
+// dbtoken.io group, any version).
+func ControlledByKind(obj metav1.Object, kind string) bool {
+	ref := metav1.GetControllerOf(obj)
+	if ref == nil || ref.Kind != kind {
+		return false
+	}
+	gv, err := schema.ParseGroupVersion(ref.APIVersion)
+	return err == nil && gv.Group == v1alpha1.GroupVersion.Group
 }

@@ -67,9 +67,7 @@ func cacheTransform(t *intern.Table) toolscache.TransformFunc {
 // ownedByCredential reports whether a Secret's controller owner is a credential of either kind:
 // the only Secrets the manager writes, and so the only ones whose data it reads from the cache.
 func ownedByCredential(s *corev1.Secret) bool {
-	ref := metav1.GetControllerOf(s)
-	return ref != nil && ref.APIVersion == v1alpha1.GroupVersion.String() &&
-		(ref.Kind == "DatabricksCredential" || ref.Kind == "ClusterDatabricksCredential")
+	return ControlledByKind(s, "DatabricksCredential") || ControlledByKind(s, "ClusterDatabricksCredential")
 }
 
 // foreignStub is what the cache keeps of a Secret that carries our label but is not owned by a
