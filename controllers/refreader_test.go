@@ -32,7 +32,7 @@ var _ = Describe("The reference reader", func() {
 		api := &countingReader{Reader: k8sClient}
 		// The apiserver itself answers the metadata reads here; in the manager it is the
 		// metadata-only informer cache.
-		reader := kubecache.NewReferenceReader(api, k8sClient, scheme)
+		reader := kubecache.NewReferenceReader[string](api, k8sClient, scheme)
 		refs := reader.For("credential-a")
 		key := types.NamespacedName{Namespace: ns, Name: "sp"}
 
@@ -65,7 +65,7 @@ var _ = Describe("The reference reader", func() {
 		ns := newNamespace()
 		newClientSecret(ns, "sp", "client-1")
 		newClientSecret(ns, "other", "client-2")
-		reader := kubecache.NewReferenceReader(k8sClient, k8sClient, scheme)
+		reader := kubecache.NewReferenceReader[string](k8sClient, k8sClient, scheme)
 		read := func(user, name string) {
 			refs := reader.For(user)
 			var s corev1.Secret

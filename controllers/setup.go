@@ -91,7 +91,7 @@ func NewShared(c client.Client, api client.Reader, refs client.Reader, scheme *r
 	s.Deps = &credential.Deps{
 		Client:     c,
 		APIReader:  api,
-		References: kubecache.NewReferenceReader(api, refs, scheme),
+		References: kubecache.NewReferenceReader[credential.Waiter](api, refs, scheme),
 		Scheme:     scheme,
 		Clock:      clk,
 		Tokens:     token.NewSharedCache(provider, clk, collector, exchanges),

@@ -42,7 +42,7 @@ func TestResolveReportsForbiddenReferences(t *testing.T) {
 	}
 	api := fake.NewClientBuilder().WithScheme(scheme).WithInterceptorFuncs(interceptor.Funcs{Get: forbidden}).Build()
 	meta := fake.NewClientBuilder().WithScheme(scheme).Build() // the reference cache: knows nothing
-	d := &Deps{References: kubecache.NewReferenceReader(api, meta, scheme)}
+	d := &Deps{References: kubecache.NewReferenceReader[Waiter](api, meta, scheme)}
 	key := types.NamespacedName{Namespace: "elsewhere", Name: "sp"}
 	spec := &v1alpha1.DatabricksCredentialSpec{Host: "https://adb-1.2.azuredatabricks.net"}
 	for name, tt := range map[string]struct {

@@ -50,7 +50,7 @@ type Deps struct {
 	// APIReader reads what the caches cannot see (a Secret without our label).
 	APIReader client.Reader
 	// References reads referenced Secrets, ConfigMaps and ServiceAccounts only when they changed.
-	References *kubecache.ReferenceReader
+	References *kubecache.ReferenceReader[Waiter]
 	Scheme     *runtime.Scheme
 	// Clock drives every time decision; tests inject a fake one.
 	Clock clock.PassiveClock

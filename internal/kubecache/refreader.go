@@ -23,16 +23,20 @@ import (
 //
 // Copies exist only for objects that a credential refers to now: each pass reads its references
 // through For(credential) and reports them with Done, and a copy that no credential refers to any
-// more (its credential was deleted, or now names another Secret) is dropped at once.
-type ReferenceReader struct {
+// more (its credential was deleted, or now names another Secret) is dropped at once. U names a
+// credential (the credential package uses its kind and key).
+//
+// The record of what each credential refers to is kept for every credential, so it is small: one
+// map entry and a slice of pointers to shared per-object records (~100 B per credential; a map of
+// keys per credential was ~930 B, 9 MiB at 10,000 credentials — docs/performance.md).
+type ReferenceReader[U comparable] struct {
 	api    client.Reader // uncached reads
 	meta   client.Reader // the metadata-only reference cache
 	scheme *runtime.Scheme
 
-	mu     sync.Mutex
-	copies map[referenceKey]client.Object
-	users  map[any][]referenceKey // what each credential referred to in its last pass
-	uses   map[referenceKey]int   // how many credentials refer to each object
+	mu      sync.Mutex
+	objects map[referenceKey]*reference // objects a credential refers to, or a pass is reading
+	users   map[U][]*reference          // what each credential referred to in its last pass
 }
 
 type referenceKey struct {
@@ -40,32 +44,35 @@ type referenceKey struct {
 	key client.ObjectKey
 }
 
+// reference is the one record of an object, shared by the credentials that refer to it.
+type reference struct {
+	key  referenceKey
+	uses int           // credentials whose last pass read the object
+	copy client.Object // the last read; nil when none is usable
+}
+
 // NewReferenceReader reads through api, consulting meta (the reference cache) for resourceVersions.
-func NewReferenceReader(api, meta client.Reader, scheme *runtime.Scheme) *ReferenceReader {
-	return &ReferenceReader{api: api, meta: meta, scheme: scheme, copies: map[referenceKey]client.Object{},
-		users: map[any][]referenceKey{}, uses: map[referenceKey]int{}}
+func NewReferenceReader[U comparable](api, meta client.Reader, scheme *runtime.Scheme) *ReferenceReader[U] {
+	return &ReferenceReader[U]{api: api, meta: meta, scheme: scheme,
+		objects: map[referenceKey]*reference{}, users: map[U][]*reference{}}
 }
 
 // For returns the reader of one credential's pass (user names it): what it reads is kept, and
 // recorded as what the credential refers to when the pass calls Done.
-func (r *ReferenceReader) For(user any) *ReferencesOf {
-	return &ReferencesOf{r: r, user: user}
+func (r *ReferenceReader[U]) For(user U) *ReferencesOf[U] {
+	return &ReferencesOf[U]{r: r, user: user}
 }
 
 // ReferencesOf reads the references of one credential's pass.
-//
-// What a credential refers to is a slice, not a set: a credential names one to four objects, and
-// the reader keeps this for every credential (at 10,000 credentials a map per credential was
-// ~10 MiB of live heap, a slice is a sixth of that; see docs/performance.md).
-type ReferencesOf struct {
-	r    *ReferenceReader
-	user any
-	read []referenceKey
+type ReferencesOf[U comparable] struct {
+	r    *ReferenceReader[U]
+	user U
+	read []referenceKey // a pass reads one to four objects: a slice, not a set
 }
 
 // Get fills obj from the last copy when its resourceVersion is current, else from the API server,
 // and keeps a copy.
-func (v *ReferencesOf) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+func (v *ReferencesOf[U]) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
 	gvk, err := apiutil.GVKForObject(obj, v.r.scheme)
 	if err != nil {
 		return v.r.api.Get(ctx, key, obj, opts...)
@@ -78,60 +85,67 @@ func (v *ReferencesOf) Get(ctx context.Context, key client.ObjectKey, obj client
 }
 
 // Done records the objects the pass read as everything the credential refers to now.
-func (v *ReferencesOf) Done() { v.r.setUses(v.user, v.read) }
+func (v *ReferencesOf[U]) Done() { v.r.setUses(v.user, v.read) }
 
 // Release forgets what a deleted credential referred to.
-func (r *ReferenceReader) Release(user any) { r.setUses(user, nil) }
+func (r *ReferenceReader[U]) Release(user U) { r.setUses(user, nil) }
 
-// setUses replaces what user refers to, and drops the copies no credential refers to any more.
-func (r *ReferenceReader) setUses(user any, now []referenceKey) {
+// setUses replaces what user refers to, and drops the records (and copies) of objects no
+// credential refers to any more.
+func (r *ReferenceReader[U]) setUses(user U, now []referenceKey) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	before := r.users[user]
-	for _, rk := range before {
-		if slices.Contains(now, rk) {
+	for _, ref := range before {
+		if slices.Contains(now, ref.key) {
 			continue
 		}
-		if r.uses[rk]--; r.uses[rk] <= 0 {
-			delete(r.uses, rk)
-			delete(r.copies, rk)
+		if ref.uses--; ref.uses <= 0 {
+			delete(r.objects, ref.key)
 		}
 	}
+	same := len(before) == len(now)
 	for _, rk := range now {
-		if !slices.Contains(before, rk) {
-			r.uses[rk]++
+		if slices.ContainsFunc(before, func(ref *reference) bool { return ref.key == rk }) {
+			continue
 		}
+		same = false
+		r.objectLocked(rk).uses++
 	}
 	switch {
 	case len(now) == 0:
 		delete(r.users, user)
-	case !sameSet(before, now):
-		r.users[user] = slices.Clip(now) // kept for the credential's life: no spare capacity
-	}
-}
-
-// sameSet reports whether a and b hold the same keys (each slice holds a key at most once).
-func sameSet(a, b []referenceKey) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for _, rk := range b {
-		if !slices.Contains(a, rk) {
-			return false
+	case !same:
+		refs := make([]*reference, len(now)) // exact size: kept for the credential's life
+		for i, rk := range now {
+			refs[i] = r.objectLocked(rk)
 		}
+		r.users[user] = refs
 	}
-	return true
 }
 
-func (r *ReferenceReader) get(ctx context.Context, rk referenceKey, obj client.Object, opts ...client.GetOption) error {
+// objectLocked returns the record of rk, creating it.
+func (r *ReferenceReader[U]) objectLocked(rk referenceKey) *reference {
+	ref, ok := r.objects[rk]
+	if !ok {
+		ref = &reference{key: rk}
+		r.objects[rk] = ref
+	}
+	return ref
+}
+
+func (r *ReferenceReader[U]) get(ctx context.Context, rk referenceKey, obj client.Object, opts ...client.GetOption) error {
 	key := rk.key
 	meta := &metav1.PartialObjectMetadata{}
 	meta.SetGroupVersionKind(rk.gvk)
 	if r.meta.Get(ctx, key, meta) == nil {
 		r.mu.Lock()
-		cached, ok := r.copies[rk]
+		var cached client.Object
+		if ref, ok := r.objects[rk]; ok {
+			cached = ref.copy
+		}
 		r.mu.Unlock()
-		if ok && cached.GetResourceVersion() == meta.GetResourceVersion() {
+		if cached != nil && cached.GetResourceVersion() == meta.GetResourceVersion() {
 			reflect.ValueOf(obj).Elem().Set(reflect.ValueOf(cached.DeepCopyObject()).Elem())
 			return nil
 		}
@@ -140,22 +154,31 @@ func (r *ReferenceReader) get(ctx context.Context, rk referenceKey, obj client.O
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
-		delete(r.copies, rk) // deleted, or unreadable: never serve an old copy
+		if ref, ok := r.objects[rk]; ok {
+			ref.copy = nil // deleted, or unreadable: never serve an old copy
+		}
 		return err
 	}
-	r.copies[rk] = obj.DeepCopyObject().(client.Object)
+	// The record may be new (uses 0): this pass's Done counts it.
+	r.objectLocked(rk).copy = obj.DeepCopyObject().(client.Object)
 	return nil
 }
 
 // SecretAbsent reports whether the metadata cache has no Secret at key. Only a NotFound counts:
 // any other answer (the cache not started, a namespace it does not watch) says nothing.
-func (r *ReferenceReader) SecretAbsent(ctx context.Context, key client.ObjectKey) bool {
+func (r *ReferenceReader[U]) SecretAbsent(ctx context.Context, key client.ObjectKey) bool {
 	return apierrors.IsNotFound(r.meta.Get(ctx, key, CoreMetadata("Secret")))
 }
 
 // Copies is the number of objects whose copy the reader holds.
-func (r *ReferenceReader) Copies() int {
+func (r *ReferenceReader[U]) Copies() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.copies)
+	n := 0
+	for _, ref := range r.objects {
+		if ref.copy != nil {
+			n++
+		}
+	}
+	return n
 }

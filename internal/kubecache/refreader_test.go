@@ -29,7 +29,7 @@ func (stillReader) Get(_ context.Context, key client.ObjectKey, obj client.Objec
 func BenchmarkReferenceBookkeeping(b *testing.B) {
 	const credentials = 10_000
 	ctx := context.Background()
-	r := NewReferenceReader(stillReader{}, stillReader{}, clientgoscheme.Scheme)
+	r := NewReferenceReader[types.NamespacedName](stillReader{}, stillReader{}, clientgoscheme.Scheme)
 	pass := func(i int) {
 		ns := fmt.Sprintf("ns-%d", i%4)
 		refs := r.For(types.NamespacedName{Namespace: ns, Name: fmt.Sprintf("cred-%05d", i)})
@@ -55,4 +55,56 @@ func BenchmarkReferenceBookkeeping(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(kept, "kept-B/credential") // after the loop: ResetTimer deletes reported metrics
+}
+
+// TestReferenceRecordsGoWithTheirLastUser: the per-object records, not only the copies, go when no
+// credential refers to the object, also when a pass is reading the object while its last other
+// user lets go of it.
+func TestReferenceRecordsGoWithTheirLastUser(t *testing.T) {
+	ctx := context.Background()
+	r := NewReferenceReader[string](stillReader{}, stillReader{}, clientgoscheme.Scheme)
+	read := func(refs *ReferencesOf[string], names ...string) {
+		for _, n := range names {
+			if err := refs.Get(ctx, types.NamespacedName{Namespace: "ns", Name: n}, &corev1.Secret{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	a := r.For("a")
+	read(a, "x", "y", "x")
+	a.Done()
+	b := r.For("b")
+	read(b, "x")
+	b.Done()
+	if len(r.objects) != 2 || r.objects[secretKey("x")].uses != 2 || r.objects[secretKey("y")].uses != 1 {
+		t.Fatalf("after a and b: %d records, want x used twice and y once", len(r.objects))
+	}
+
+	c := r.For("c")
+	read(c, "z")
+	c.Done()
+	d := r.For("d")
+	read(d, "z")   // d's pass is reading z …
+	r.Release("c") // … when z's only counted user goes
+	d.Done()
+	if ref := r.objects[secretKey("z")]; ref == nil || ref.uses != 1 {
+		t.Fatalf("z after d's pass: %+v, want one use", ref)
+	}
+
+	a = r.For("a")
+	read(a, "y") // a no longer refers to x
+	a.Done()
+	if r.objects[secretKey("x")].uses != 1 {
+		t.Fatalf("x uses = %d, want 1 (b)", r.objects[secretKey("x")].uses)
+	}
+	for _, u := range []string{"a", "b", "d"} {
+		r.Release(u)
+	}
+	if len(r.objects) != 0 || len(r.users) != 0 || r.Copies() != 0 {
+		t.Fatalf("after every release: %d records, %d users, %d copies", len(r.objects), len(r.users), r.Copies())
+	}
+}
+
+func secretKey(name string) referenceKey {
+	return referenceKey{gvk: corev1.SchemeGroupVersion.WithKind("Secret"), key: types.NamespacedName{Namespace: "ns", Name: name}}
 }
