@@ -27,7 +27,7 @@ import (
 // credential (the credential package uses its kind and key).
 //
 // The record of what each credential refers to is kept for every credential, so it is small: one
-// map entry and a slice of pointers to shared per-object records (~100 B per credential; a map of
+// map entry and a slice of pointers to shared per-object records (~120 B per credential; a map of
 // keys per credential was ~930 B, 9 MiB at 10,000 credentials — docs/performance.md).
 type ReferenceReader[U comparable] struct {
 	api    client.Reader // uncached reads
