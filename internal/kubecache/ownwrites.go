@@ -4,7 +4,6 @@ import (
 	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -72,13 +71,12 @@ func (w *OwnWrites) NotEcho(kind string) predicate.Predicate {
 	}
 }
 
-// ControlledByKind reports whether obj's controller owner is a credential of kind (in the
-// dbtoken.io group, any version).
+// ControlledByKind reports whether obj's controller owner is a credential of kind, at the API
+// version this manager serves. Exactly that version, not any in the group: the cache transform
+// keeps the data of such Secrets, and an owner reference naming a version the apiserver does not
+// serve is one the garbage collector cannot resolve, so a tenant could keep a large Secret cached
+// in full with it.
 func ControlledByKind(obj metav1.Object, kind string) bool {
 	ref := metav1.GetControllerOf(obj)
-	if ref == nil || ref.Kind != kind {
-		return false
-	}
-	gv, err := schema.ParseGroupVersion(ref.APIVersion)
-	return err == nil && gv.Group == v1alpha1.GroupVersion.Group
+	return ref != nil && ref.Kind == kind && ref.APIVersion == v1alpha1.GroupVersion.String()
 }

@@ -74,3 +74,17 @@ func TestEachControllerConsumesOnlyItsOwnKindsEchoes(t *testing.T) {
 		t.Error("a Secret no credential controls passed; the owner handler would only drop it")
 	}
 }
+
+// TestControlledByKindNeedsTheServedVersion: an owner reference to a version the apiserver does
+// not serve is not ours (the garbage collector cannot resolve it, so it must not buy full caching).
+func TestControlledByKindNeedsTheServedVersion(t *testing.T) {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{OwnerReferences: []metav1.OwnerReference{
+		{APIVersion: "dbtoken.io/v9", Kind: "DatabricksCredential", Name: "c", UID: "u", Controller: ptr.To(true)}}}}
+	if ControlledByKind(s, "DatabricksCredential") || ownedByCredential(s) {
+		t.Fatal("an owner at an unserved version counted as a credential")
+	}
+	s.OwnerReferences[0].APIVersion = "dbtoken.io/v1alpha1"
+	if !ControlledByKind(s, "DatabricksCredential") || !ownedByCredential(s) {
+		t.Fatal("the served version not recognised")
+	}
+}
